@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Gatehouse developer commands: setup, run, watch, test. Each installs what is
+# missing (idempotently) and prints how long every phase took.
+#
+#   scripts/dev.sh run     build in release mode and serve on LEPTOS_SITE_ADDR
+#   scripts/dev.sh watch   cargo leptos watch (rebuild and reload on change)
+#   scripts/dev.sh test    Rust unit and integration tests, then Playwright in Chromium
+#   scripts/dev.sh setup   only install the toolchain
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+CARGO_LEPTOS_VERSION=0.3.11
+BINARYEN_NPM_VERSION=132
+# The wasm-bindgen CLI must equal the library version in Cargo.lock.
+WASM_BINDGEN_VERSION="$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/[^0-9.]/, ""); print; exit}' Cargo.lock)"
+
+export PATH="$HOME/.cargo/bin:$ROOT/end2end/node_modules/.bin:$PATH"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+PHASES=()
+phase() {
+  local name="$1"; shift
+  local start=$SECONDS
+  echo "==> $name"
+  "$@"
+  local took=$((SECONDS - start))
+  PHASES+=("$(printf '%-28s %4dm%02ds' "$name" $((took / 60)) $((took % 60)))")
+}
+report() {
+  echo "==> phase times"
+  local line
+  for line in "${PHASES[@]}"; do echo "    $line"; done
+}
+trap report EXIT
+
+APT_UPDATED=0
+apt_install() {
+  if [ "$(id -u)" != 0 ] && ! command -v sudo >/dev/null; then
+    echo "missing packages $*: install them as root" >&2
+    return 1
+  fi
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  if [ "$APT_UPDATED" = 0 ]; then
+    $sudo apt-get update -q
+    APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "$@"
+}
+
+# Two ways to build the WASM half: rustup's wasm32 target where it is installed,
+# otherwise Debian's rustc-web with the standard library built from source.
+wasm_mode() {
+  if command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+    echo rustup
+  else
+    echo debian
+  fi
+}
+
+MODE="$(wasm_mode)"
+LIB_CARGO_ARGS=()
+if [ "$MODE" = debian ]; then
+  # One compiler for every build, so the server, the tests and the WASM share artefacts.
+  export PATH="$ROOT/end2end/node_modules/.bin:/usr/bin:$PATH"
+  export RUSTC=/usr/bin/rustc
+  export RUSTC_BOOTSTRAP=1
+  export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld-22
+  LIB_CARGO_ARGS=(--lib-cargo-args=-Zbuild-std=std,panic_abort)
+fi
+
+setup_toolchain() {
+  if [ "$MODE" = debian ]; then
+    local missing=()
+    [ -x /usr/bin/rustc ] && /usr/bin/rustc --print target-list 2>/dev/null | grep -qx wasm32-unknown-unknown || missing+=(rustc-web cargo-web)
+    [ -d /usr/lib/rustlib/src/rust/library ] || missing+=(rust-web-src)
+    command -v wasm-ld-22 >/dev/null || missing+=(lld-22)
+    if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+  fi
+  if ! wasm-bindgen --version 2>/dev/null | grep -q " $WASM_BINDGEN_VERSION\$"; then
+    # Not --locked: one locked dependency of the CLI is missing from the registry.
+    cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+  fi
+  if ! cargo-leptos --version 2>/dev/null | grep -q " $CARGO_LEPTOS_VERSION\$"; then
+    # no_downloads: take wasm-bindgen and wasm-opt from PATH instead of fetching them.
+    cargo install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --locked --features no_downloads --force \
+      || cargo install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --features no_downloads --force
+  fi
+  setup_node
+}
+
+setup_node() {
+  if ! command -v npm >/dev/null; then apt_install nodejs npm; fi
+  # binaryen from npm provides wasm-opt (Debian's binaryen 108 breaks the module);
+  # Playwright drives Debian's Chromium, so it must never download a browser.
+  if [ ! -x end2end/node_modules/.bin/wasm-opt ] || [ ! -d end2end/node_modules/@playwright/test ] \
+     || [ end2end/package-lock.json -nt end2end/node_modules/.package-lock.json ]; then
+    (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
+  fi
+}
+
+setup_browser() {
+  [ -x /usr/bin/chromium ] || apt_install chromium
+}
+
+build_release() {
+  cargo leptos build --release --precompress "${LIB_CARGO_ARGS[@]}"
+}
+
+start_database_services() {
+  if command -v pg_ctlcluster >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+  fi
+}
+
+rust_tests() {
+  cargo test --features ssr --no-fail-fast
+}
+
+browser_tests() {
+  (cd end2end && npx playwright test)
+}
+
+cmd="${1:-}"
+case "$cmd" in
+  setup)
+    phase "toolchain ($MODE)" setup_toolchain
+    ;;
+  run)
+    phase "toolchain ($MODE)" setup_toolchain
+    phase "release build" build_release
+    trap - EXIT
+    report
+    echo "==> serving on http://${LEPTOS_SITE_ADDR:-127.0.0.1:3000} (Ctrl-C stops)"
+    exec target/release/gatehouse serve
+    ;;
+  watch)
+    phase "toolchain ($MODE)" setup_toolchain
+    trap - EXIT
+    report
+    exec cargo leptos watch "${LIB_CARGO_ARGS[@]}"
+    ;;
+  test)
+    phase "toolchain ($MODE)" setup_toolchain
+    phase "chromium" setup_browser
+    phase "database services" start_database_services
+    phase "rust tests" rust_tests
+    phase "release build" build_release
+    phase "playwright (chromium)" browser_tests
+    ;;
+  *)
+    echo "usage: scripts/dev.sh {run|watch|test|setup}" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,22 @@
+//! Gatehouse: JWT login for a Leptos full-stack app.
+//!
+//! Layout (see README "Architecture"):
+//! - [`app`]: UI routes and components, compiled for both server and browser.
+//! - [`config`], [`store`], [`server`]: server only (`ssr`).
+
+pub mod app;
+
+#[cfg(feature = "ssr")]
+pub mod config;
+#[cfg(feature = "ssr")]
+pub mod server;
+#[cfg(feature = "ssr")]
+pub mod store;
+
+/// Browser entry point, called by the script cargo-leptos generates.
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(app::App);
+}

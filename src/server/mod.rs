@@ -1,0 +1,95 @@
+//! HTTP: the axum router (`app`), static assets, health. Thin over the core and
+//! the store; errors become HTTP responses in one place (`error`).
+
+use axum::body::Body;
+use axum::extract::{FromRef, State};
+use axum::http::{header, HeaderValue, Request};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use leptos::config::LeptosOptions;
+use leptos::prelude::provide_context;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::app::{shell, App};
+use crate::store::Store;
+
+pub mod error;
+
+use error::ApiError;
+
+/// Everything a request handler may need, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub leptos: LeptosOptions,
+    pub store: Store,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos.clone()
+    }
+}
+
+/// The whole application as a router; tests call this directly.
+pub fn app(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let pages = Router::new()
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            {
+                let state = state.clone();
+                move || provide_context(state.store.clone())
+            },
+            {
+                let leptos = state.leptos.clone();
+                move || shell(leptos.clone())
+            },
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        // HTML is revalidated on every load; pages that carry user data set
+        // `no-store` themselves, which this leaves alone.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache"),
+        ));
+
+    Router::new()
+        .route("/healthz", get(healthz))
+        .nest_service("/pkg", site_pkg_service(&state.leptos))
+        .merge(pages)
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request<Body>| {
+                // The path only: query strings may carry `access_token`.
+                tracing::info_span!("http", method = %request.method(), path = %request.uri().path())
+            }),
+        )
+        .with_state(state)
+}
+
+/// `/pkg`: the WASM, JS and CSS bundle. Release builds ship hashed file names and
+/// `.br`/`.gz` siblings, so files are served precompressed and cached for a year;
+/// unhashed development builds are revalidated every time.
+fn site_pkg_service(options: &LeptosOptions) -> Router {
+    let dir = std::path::Path::new(options.site_root.as_ref()).join(options.site_pkg_dir.as_ref());
+    let cache = if options.hash_files {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    Router::new()
+        .fallback_service(ServeDir::new(dir).precompressed_br().precompressed_gzip())
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(cache),
+        ))
+}
+
+async fn healthz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    state.store.ping().await?;
+    Ok(Json(serde_json::json!({ "status": "ok" })))
+}
