@@ -2,8 +2,11 @@
 //! overridable by an environment variable. A bad value stops the start with a
 //! message naming the setting.
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::str::FromStr;
+
+use ipnet::IpNet;
 
 use leptos::config::LeptosOptions;
 use serde::Deserialize;
@@ -30,17 +33,148 @@ pub enum ConfigError {
     Leptos(String),
 }
 
+/// All runtime settings. Durations are whole seconds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// `DATABASE_URL`: `sqlite://…` (default, file created on first start) or `postgres://…`.
     pub database_url: String,
+    /// `GATEHOUSE_ACCESS_TTL`: lifetime of an access token.
+    pub access_ttl: i64,
+    /// `GATEHOUSE_REFRESH_IDLE_TTL`: a session unused this long ends.
+    pub refresh_idle_ttl: i64,
+    /// `GATEHOUSE_SESSION_MAX_AGE`: a session ends this long after login, used or not.
+    pub session_max_age: i64,
+    /// `GATEHOUSE_REFRESH_GRACE`: a rotated refresh token presented again within
+    /// this window is a race, answered idempotently; later it is theft.
+    pub refresh_grace: i64,
+    /// `GATEHOUSE_COOKIE_SECURE`: `false` allows plain-HTTP local use (no
+    /// `Secure`, no `__Host-` prefix).
+    pub cookie_secure: bool,
+    /// `GATEHOUSE_ISSUER`: the `iss` of every access token.
+    pub issuer: String,
+    /// `GATEHOUSE_AUDIENCE`: the `aud` of every access token.
+    pub audience: String,
+    /// `GATEHOUSE_ALLOWED_ORIGINS`: other origins (scheme://host[:port]) allowed to
+    /// call cookie-authenticated endpoints and open WebSockets. The server's own
+    /// origin is always allowed.
+    pub allowed_origins: Vec<String>,
+    /// `GATEHOUSE_TRUSTED_PROXIES`: addresses or CIDR ranges whose
+    /// `X-Forwarded-For` is believed. Empty: the socket address is the client.
+    pub trusted_proxies: Vec<IpNet>,
+    /// `GATEHOUSE_ARGON2_MEMORY_KIB`, `GATEHOUSE_ARGON2_ITERATIONS`,
+    /// `GATEHOUSE_ARGON2_PARALLELISM`: argon2id cost (OWASP's defaults).
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    /// `GATEHOUSE_HASH_CONCURRENCY`: password hashes computed at once (0: one per core).
+    pub hash_concurrency: usize,
+    /// `GATEHOUSE_LOGIN_FAILURES_PER_USERNAME`: failed logins allowed per username.
+    pub login_failures_per_username: RateLimit,
+    /// `GATEHOUSE_LOGIN_FAILURES_PER_IP`: failed logins allowed per client address.
+    pub login_failures_per_ip: RateLimit,
+    /// `GATEHOUSE_REGISTRATIONS_PER_IP`: accounts created per client address.
+    pub registrations_per_ip: RateLimit,
+    /// `GATEHOUSE_REFRESHES_PER_SESSION`: refresh requests per session.
+    pub refreshes_per_session: RateLimit,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
             database_url: "sqlite://data/gatehouse.db".to_string(),
+            access_ttl: 900,
+            refresh_idle_ttl: 7 * 24 * 3600,
+            session_max_age: 30 * 24 * 3600,
+            refresh_grace: 10,
+            cookie_secure: true,
+            issuer: "gatehouse".to_string(),
+            audience: "gatehouse".to_string(),
+            allowed_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            hash_concurrency: 0,
+            login_failures_per_username: RateLimit { count: 5, per_seconds: 60 },
+            login_failures_per_ip: RateLimit { count: 20, per_seconds: 60 },
+            registrations_per_ip: RateLimit { count: 10, per_seconds: 3600 },
+            refreshes_per_session: RateLimit { count: 60, per_seconds: 60 },
         }
+    }
+}
+
+/// "N per period", written `5/minute`, `10/hour`, `30/second` or `7/90s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub count: u32,
+    pub per_seconds: u64,
+}
+
+impl FromStr for RateLimit {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let usage = "expected COUNT/PERIOD such as 5/minute, 10/hour or 7/90s";
+        let (count, period) = text.trim().split_once('/').ok_or(usage)?;
+        let count: u32 = count.trim().parse().map_err(|_| usage)?;
+        let per_seconds = match period.trim() {
+            "second" | "s" => 1,
+            "minute" | "min" | "m" => 60,
+            "hour" | "h" => 3600,
+            "day" | "d" => 86_400,
+            other => other
+                .strip_suffix('s')
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or(usage)?,
+        };
+        if count == 0 || per_seconds == 0 {
+            return Err("count and period must be positive".to_string());
+        }
+        Ok(Self { count, per_seconds })
+    }
+}
+
+impl<'de> Deserialize<'de> for RateLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A comma-separated list, as environment variables carry them.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct List<T>(Vec<T>);
+
+impl<T: FromStr> FromStr for List<T>
+where
+    T::Err: std::fmt::Display,
+{
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(|item| item.parse().map_err(|e: T::Err| format!("{item:?}: {e}")))
+            .collect::<Result<_, _>>()
+            .map(List)
+    }
+}
+
+/// An address or a CIDR range: `10.0.0.1` means `10.0.0.1/32`.
+fn parse_proxy(text: &str) -> Result<IpNet, String> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{text:?} is neither an IP address nor a CIDR range"))
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Proxy(IpNet);
+
+impl FromStr for Proxy {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        parse_proxy(text).map(Proxy)
     }
 }
 
@@ -49,6 +183,23 @@ impl Default for Settings {
 #[serde(deny_unknown_fields)]
 struct FileSettings {
     database_url: Option<String>,
+    access_ttl: Option<i64>,
+    refresh_idle_ttl: Option<i64>,
+    session_max_age: Option<i64>,
+    refresh_grace: Option<i64>,
+    cookie_secure: Option<bool>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    allowed_origins: Option<Vec<String>>,
+    trusted_proxies: Option<Vec<String>>,
+    argon2_memory_kib: Option<u32>,
+    argon2_iterations: Option<u32>,
+    argon2_parallelism: Option<u32>,
+    hash_concurrency: Option<usize>,
+    login_failures_per_username: Option<RateLimit>,
+    login_failures_per_ip: Option<RateLimit>,
+    registrations_per_ip: Option<RateLimit>,
+    refreshes_per_session: Option<RateLimit>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -87,8 +238,104 @@ impl Settings {
         };
         let defaults = Self::default();
         let file = file.gatehouse;
+        let trusted_proxies = match file.trusted_proxies {
+            Some(items) => Some(
+                items
+                    .iter()
+                    .map(|item| parse_proxy(item))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|reason| ConfigError::Invalid {
+                        setting: "trusted_proxies",
+                        value: items.join(","),
+                        reason,
+                    })?,
+            ),
+            None => None,
+        };
         let settings = Self {
             database_url: pick("DATABASE_URL", file.database_url, &env, defaults.database_url)?,
+            access_ttl: pick("GATEHOUSE_ACCESS_TTL", file.access_ttl, &env, defaults.access_ttl)?,
+            refresh_idle_ttl: pick(
+                "GATEHOUSE_REFRESH_IDLE_TTL",
+                file.refresh_idle_ttl,
+                &env,
+                defaults.refresh_idle_ttl,
+            )?,
+            session_max_age: pick(
+                "GATEHOUSE_SESSION_MAX_AGE",
+                file.session_max_age,
+                &env,
+                defaults.session_max_age,
+            )?,
+            refresh_grace: pick("GATEHOUSE_REFRESH_GRACE", file.refresh_grace, &env, defaults.refresh_grace)?,
+            cookie_secure: pick("GATEHOUSE_COOKIE_SECURE", file.cookie_secure, &env, defaults.cookie_secure)?,
+            issuer: pick("GATEHOUSE_ISSUER", file.issuer, &env, defaults.issuer)?,
+            audience: pick("GATEHOUSE_AUDIENCE", file.audience, &env, defaults.audience)?,
+            allowed_origins: pick(
+                "GATEHOUSE_ALLOWED_ORIGINS",
+                file.allowed_origins.map(List),
+                &env,
+                List(defaults.allowed_origins),
+            )?
+            .0,
+            trusted_proxies: pick(
+                "GATEHOUSE_TRUSTED_PROXIES",
+                trusted_proxies.map(|nets| List(nets.into_iter().map(Proxy).collect())),
+                &env,
+                List(Vec::new()),
+            )?
+            .0
+            .into_iter()
+            .map(|Proxy(net)| net)
+            .collect(),
+            argon2_memory_kib: pick(
+                "GATEHOUSE_ARGON2_MEMORY_KIB",
+                file.argon2_memory_kib,
+                &env,
+                defaults.argon2_memory_kib,
+            )?,
+            argon2_iterations: pick(
+                "GATEHOUSE_ARGON2_ITERATIONS",
+                file.argon2_iterations,
+                &env,
+                defaults.argon2_iterations,
+            )?,
+            argon2_parallelism: pick(
+                "GATEHOUSE_ARGON2_PARALLELISM",
+                file.argon2_parallelism,
+                &env,
+                defaults.argon2_parallelism,
+            )?,
+            hash_concurrency: pick(
+                "GATEHOUSE_HASH_CONCURRENCY",
+                file.hash_concurrency,
+                &env,
+                defaults.hash_concurrency,
+            )?,
+            login_failures_per_username: pick(
+                "GATEHOUSE_LOGIN_FAILURES_PER_USERNAME",
+                file.login_failures_per_username,
+                &env,
+                defaults.login_failures_per_username,
+            )?,
+            login_failures_per_ip: pick(
+                "GATEHOUSE_LOGIN_FAILURES_PER_IP",
+                file.login_failures_per_ip,
+                &env,
+                defaults.login_failures_per_ip,
+            )?,
+            registrations_per_ip: pick(
+                "GATEHOUSE_REGISTRATIONS_PER_IP",
+                file.registrations_per_ip,
+                &env,
+                defaults.registrations_per_ip,
+            )?,
+            refreshes_per_session: pick(
+                "GATEHOUSE_REFRESHES_PER_SESSION",
+                file.refreshes_per_session,
+                &env,
+                defaults.refreshes_per_session,
+            )?,
         };
         settings.validate()?;
         Ok(settings)
@@ -103,6 +350,58 @@ impl Settings {
                 value: url.clone(),
                 reason: "must start with sqlite:, postgres:// or postgresql://".to_string(),
             });
+        }
+        let invalid = |setting: &'static str, value: String, reason: &str| ConfigError::Invalid {
+            setting,
+            value,
+            reason: reason.to_string(),
+        };
+        if !(10..=86_400).contains(&self.access_ttl) {
+            return Err(invalid("GATEHOUSE_ACCESS_TTL", self.access_ttl.to_string(), "must be 10 to 86400 seconds"));
+        }
+        if self.refresh_idle_ttl < self.access_ttl {
+            return Err(invalid(
+                "GATEHOUSE_REFRESH_IDLE_TTL",
+                self.refresh_idle_ttl.to_string(),
+                "must be at least the access token lifetime",
+            ));
+        }
+        if self.session_max_age < self.access_ttl {
+            return Err(invalid(
+                "GATEHOUSE_SESSION_MAX_AGE",
+                self.session_max_age.to_string(),
+                "must be at least the access token lifetime",
+            ));
+        }
+        if !(0..=300).contains(&self.refresh_grace) {
+            return Err(invalid("GATEHOUSE_REFRESH_GRACE", self.refresh_grace.to_string(), "must be 0 to 300 seconds"));
+        }
+        if self.issuer.trim().is_empty() {
+            return Err(invalid("GATEHOUSE_ISSUER", self.issuer.clone(), "must not be empty"));
+        }
+        if self.audience.trim().is_empty() {
+            return Err(invalid("GATEHOUSE_AUDIENCE", self.audience.clone(), "must not be empty"));
+        }
+        for origin in &self.allowed_origins {
+            let well_formed = (origin.starts_with("https://") || origin.starts_with("http://"))
+                && !origin.trim_end_matches('/').contains(['?', '#'])
+                && origin.split("://").nth(1).is_some_and(|host| !host.is_empty() && !host.contains('/'));
+            if !well_formed {
+                return Err(invalid(
+                    "GATEHOUSE_ALLOWED_ORIGINS",
+                    origin.clone(),
+                    "each origin is scheme://host[:port], without a path",
+                ));
+            }
+        }
+        if argon2::Params::new(self.argon2_memory_kib, self.argon2_iterations, self.argon2_parallelism, None)
+            .is_err()
+        {
+            return Err(invalid(
+                "GATEHOUSE_ARGON2_MEMORY_KIB",
+                format!("m={} t={} p={}", self.argon2_memory_kib, self.argon2_iterations, self.argon2_parallelism),
+                "not valid argon2 parameters (memory must be at least 8 KiB per lane)",
+            ));
         }
         Ok(())
     }
@@ -185,6 +484,62 @@ mod tests {
         let env = |name: &str| (name == "DATABASE_URL").then(|| "mysql://nope".to_string());
         let err = Settings::from_sources("Leptos.toml", None, env).unwrap_err();
         assert!(err.to_string().contains("DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn every_setting_has_an_environment_override() {
+        let env = |name: &str| {
+            let value = match name {
+                "GATEHOUSE_ACCESS_TTL" => "60",
+                "GATEHOUSE_REFRESH_IDLE_TTL" => "120",
+                "GATEHOUSE_SESSION_MAX_AGE" => "240",
+                "GATEHOUSE_REFRESH_GRACE" => "3",
+                "GATEHOUSE_COOKIE_SECURE" => "false",
+                "GATEHOUSE_ISSUER" => "https://id.example",
+                "GATEHOUSE_AUDIENCE" => "app",
+                "GATEHOUSE_ALLOWED_ORIGINS" => "https://a.example, https://b.example:8443",
+                "GATEHOUSE_TRUSTED_PROXIES" => "10.0.0.0/8,127.0.0.1",
+                "GATEHOUSE_LOGIN_FAILURES_PER_USERNAME" => "3/minute",
+                "GATEHOUSE_REGISTRATIONS_PER_IP" => "2/90s",
+                _ => return None,
+            };
+            Some(value.to_string())
+        };
+        let s = Settings::from_sources("Leptos.toml", None, env).unwrap();
+        assert_eq!((s.access_ttl, s.refresh_idle_ttl, s.session_max_age, s.refresh_grace), (60, 120, 240, 3));
+        assert!(!s.cookie_secure);
+        assert_eq!(s.issuer, "https://id.example");
+        assert_eq!(s.audience, "app");
+        assert_eq!(s.allowed_origins, ["https://a.example", "https://b.example:8443"]);
+        assert_eq!(s.trusted_proxies.len(), 2);
+        assert!(s.trusted_proxies[1].contains(&"127.0.0.1".parse::<IpAddr>().unwrap()));
+        assert_eq!(s.login_failures_per_username, RateLimit { count: 3, per_seconds: 60 });
+        assert_eq!(s.registrations_per_ip, RateLimit { count: 2, per_seconds: 90 });
+    }
+
+    #[test]
+    fn bad_values_are_refused_by_name() {
+        for (name, value) in [
+            ("GATEHOUSE_ACCESS_TTL", "0"),
+            ("GATEHOUSE_ACCESS_TTL", "soon"),
+            ("GATEHOUSE_REFRESH_GRACE", "-1"),
+            ("GATEHOUSE_COOKIE_SECURE", "maybe"),
+            ("GATEHOUSE_ALLOWED_ORIGINS", "example.com"),
+            ("GATEHOUSE_TRUSTED_PROXIES", "10.0.0.0/99"),
+            ("GATEHOUSE_REFRESHES_PER_SESSION", "0/minute"),
+            ("GATEHOUSE_ARGON2_MEMORY_KIB", "1"),
+        ] {
+            let env = |n: &str| (n == name).then(|| value.to_string());
+            let err = Settings::from_sources("Leptos.toml", None, env).unwrap_err();
+            assert!(err.to_string().contains(name), "{name}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_shipped_file_parses() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Leptos.toml")).unwrap();
+        let settings = Settings::from_sources("Leptos.toml", Some(&text), no_env).unwrap();
+        assert_eq!(settings, Settings::default());
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! - [`config`], [`store`], [`server`]: server only (`ssr`).
 
 pub mod app;
+#[cfg(feature = "ssr")]
+pub mod auth;
+pub mod protocol;
 
 #[cfg(feature = "ssr")]
 pub mod config;

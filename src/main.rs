@@ -1,9 +1,16 @@
-//! The `gatehouse` binary: `gatehouse [serve]` runs the app, `gatehouse migrate`
-//! applies database migrations.
+//! The `gatehouse` binary: serve the app (default), apply migrations, create
+//! users, rotate signing keys.
 
+use std::io::Read as _;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use gatehouse::auth::clock::SystemClock;
+use gatehouse::auth::keys::KeyRing;
+use gatehouse::auth::password::Password;
+use gatehouse::auth::{Auth, ROLE_ADMIN, ROLE_USER};
 use gatehouse::config::{leptos_options, Settings};
 use gatehouse::server::{app, AppState};
 use gatehouse::store::Store;
@@ -21,6 +28,33 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage token signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Create {
+        #[arg(long)]
+        username: String,
+        #[arg(long, default_value = ROLE_USER, value_parser = [ROLE_USER, ROLE_ADMIN])]
+        role: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Add a new signing key; the current one stays published until its tokens expire.
+    Rotate,
 }
 
 fn main() -> ExitCode {
@@ -60,33 +94,87 @@ async fn run(command: Command) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     match command {
         Command::Migrate => {
-            tracing::info!("migrations applied");
+            println!("migrations applied");
             Ok(())
         }
-        Command::Serve => serve(store).await,
+        Command::Keys {
+            command: KeysCommand::Rotate,
+        } => {
+            let kid = KeyRing::rotate(&store, gatehouse::auth::clock::Clock::now(&SystemClock))
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("new signing key {kid}; running servers pick it up within a minute");
+            Ok(())
+        }
+        Command::User {
+            command: UserCommand::Create { username, role },
+        } => {
+            let mut password = String::new();
+            std::io::stdin()
+                .take(64 * 1024)
+                .read_to_string(&mut password)
+                .map_err(|e| format!("reading the password from standard input: {e}"))?;
+            let password = password.trim_end_matches(['\n', '\r']).to_string();
+            let auth = Auth::new(settings, store, Arc::new(SystemClock))
+                .await
+                .map_err(|e| e.to_string())?;
+            let user = auth
+                .create_user(&username, Password::new(password), &role)
+                .await
+                .map_err(|e| match e {
+                    gatehouse::auth::AuthError::WeakPassword(reasons) => {
+                        format!("the password is too weak: {}", reasons.join(" "))
+                    }
+                    other => other.to_string(),
+                })?;
+            println!("created {} ({}) with role {}", user.username, user.id, user.role);
+            Ok(())
+        }
+        Command::Serve => serve(settings, store).await,
     }
 }
 
-async fn serve(store: Store) -> Result<(), String> {
+async fn serve(settings: Settings, store: Store) -> Result<(), String> {
+    if !settings.cookie_secure {
+        tracing::warn!(
+            "GATEHOUSE_COOKIE_SECURE=false: the refresh cookie is sent over plain HTTP without the \
+             __Host- prefix. Use this only for local development, never in production."
+        );
+    }
     let leptos = leptos_options().map_err(|e| e.to_string())?;
     let addr = leptos.site_addr;
-    let router = app(AppState {
-        leptos,
-        store: store.clone(),
+    let auth = Arc::new(
+        Auth::new(settings, store.clone(), Arc::new(SystemClock))
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    let upkeep = tokio::spawn({
+        let auth = auth.clone();
+        async move {
+            let mut every = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                every.tick().await;
+                if let Err(err) = auth.maintain().await {
+                    tracing::warn!(error = %err, "periodic upkeep failed");
+                }
+            }
+        }
     });
+    let router = app(AppState::new(leptos, auth));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     tracing::info!("listening on http://{addr}");
-    axum::serve(
+    let served = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal())
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| e.to_string());
+    upkeep.abort();
     store.close().await;
-    Ok(())
+    served
 }
 
 async fn shutdown_signal() {

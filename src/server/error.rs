@@ -1,48 +1,72 @@
-//! The HTTP error type: every failure a handler can meet becomes one JSON body
+//! The one place errors become HTTP: every failure is a JSON body
 //! `{"error": code, "message": text}` with the right status. Internal detail is
 //! logged, never sent.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
 
+use crate::auth::AuthError;
+use crate::protocol::ErrorBody;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("the database is unavailable")]
-    Unavailable,
-    #[error("internal error")]
-    Internal,
-}
-
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
-    message: String,
-}
-
-impl ApiError {
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
-        match self {
-            Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        }
-    }
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("{0}")]
+    Malformed(String),
+    #[error("Send the body as application/json.")]
+    UnsupportedMediaType,
+    #[error("The request body is too large.")]
+    PayloadTooLarge,
+    #[error("Cross-site requests are not allowed here.")]
+    CrossSite,
+    #[error("This needs an access token: send Authorization: Bearer <token>.")]
+    MissingToken,
+    #[error("Not found.")]
+    NotFound,
+    #[error("This method is not allowed here.")]
+    MethodNotAllowed,
 }
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::Unavailable(source) => {
-                tracing::warn!(error = %source, "database unavailable");
-                Self::Unavailable
-            }
-            other => {
-                tracing::error!(error = %other, "storage failure");
-                Self::Internal
-            }
+        Self::Auth(err.into())
+    }
+}
+
+/// `WWW-Authenticate` for a refused access token (RFC 6750).
+const INVALID_TOKEN_CHALLENGE: &str = r#"Bearer realm="gatehouse", error="invalid_token""#;
+const EXPIRED_TOKEN_CHALLENGE: &str =
+    r#"Bearer realm="gatehouse", error="invalid_token", error_description="The access token expired""#;
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use AuthError as A;
+        match self {
+            Self::Malformed(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::CrossSite => (StatusCode::FORBIDDEN, "cross_site_request"),
+            Self::MissingToken => (StatusCode::UNAUTHORIZED, "missing_token"),
+            Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::Auth(err) => match err {
+                A::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+                A::UsernameTaken => (StatusCode::CONFLICT, "username_taken"),
+                A::InvalidUsername(_) => (StatusCode::BAD_REQUEST, "invalid_username"),
+                A::WeakPassword(_) => (StatusCode::UNPROCESSABLE_ENTITY, "weak_password"),
+                A::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+                A::TokenExpired => (StatusCode::UNAUTHORIZED, "token_expired"),
+                A::InvalidToken | A::SessionRevoked => (StatusCode::UNAUTHORIZED, "invalid_token"),
+                A::RefreshRejected => (StatusCode::UNAUTHORIZED, "invalid_refresh_token"),
+                A::WrongPassword => (StatusCode::UNAUTHORIZED, "wrong_password"),
+                A::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+                A::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+                A::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+                A::Store(_) | A::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            },
         }
     }
 }
@@ -50,10 +74,44 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        let body = ErrorBody {
-            error: code,
-            message: self.to_string(),
+        let message = match &self {
+            Self::Auth(AuthError::Store(err)) => {
+                tracing::error!(error = %err, "storage failure");
+                "Something went wrong on our side.".to_string()
+            }
+            Self::Auth(AuthError::Internal(err)) => {
+                tracing::error!(error = %err, "internal failure");
+                "Something went wrong on our side.".to_string()
+            }
+            other => other.to_string(),
         };
-        (status, Json(body)).into_response()
+        let reasons = match &self {
+            Self::Auth(AuthError::WeakPassword(reasons)) => reasons.clone(),
+            _ => Vec::new(),
+        };
+        let body = ErrorBody {
+            error: code.to_string(),
+            message,
+            reasons,
+        };
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        match &self {
+            Self::Auth(AuthError::RateLimited { retry_after }) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            Self::Auth(AuthError::TokenExpired) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(EXPIRED_TOKEN_CHALLENGE));
+            }
+            Self::Auth(AuthError::InvalidToken | AuthError::SessionRevoked) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(INVALID_TOKEN_CHALLENGE));
+            }
+            Self::MissingToken => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer realm="gatehouse""#));
+            }
+            _ => {}
+        }
+        response
     }
 }

@@ -1,12 +1,14 @@
-//! HTTP: the axum router (`app`), static assets, health. Thin over the core and
-//! the store; errors become HTTP responses in one place (`error`).
+//! HTTP: the axum router (`app`), static assets, health. Thin over the auth core
+//! and the store; errors become HTTP responses in one place (`error`).
+
+use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{FromRef, State};
-use axum::http::{header, HeaderValue, Request};
+use axum::extract::{DefaultBodyLimit, FromRef, State};
+use axum::http::{header, HeaderName, HeaderValue, Request};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{middleware, Json, Router};
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
@@ -15,17 +17,30 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::app::{shell, App};
-use crate::store::Store;
+use crate::auth::Auth;
 
+mod auth_api;
+pub mod cookies;
 pub mod error;
+pub mod extract;
+pub mod guards;
 
+use cookies::CookiePolicy;
 use error::ApiError;
 
 /// Everything a request handler may need, cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub leptos: LeptosOptions,
-    pub store: Store,
+    pub auth: Arc<Auth>,
+    pub cookies: CookiePolicy,
+}
+
+impl AppState {
+    pub fn new(leptos: LeptosOptions, auth: Arc<Auth>) -> Self {
+        let cookies = CookiePolicy::new(auth.settings().cookie_secure);
+        Self { leptos, auth, cookies }
+    }
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -43,7 +58,7 @@ pub fn app(state: AppState) -> Router {
             routes,
             {
                 let state = state.clone();
-                move || provide_context(state.store.clone())
+                move || provide_context(state.auth.clone())
             },
             {
                 let leptos = state.leptos.clone();
@@ -60,8 +75,23 @@ pub fn app(state: AppState) -> Router {
 
     Router::new()
         .route("/healthz", get(healthz))
+        .merge(auth_api::routes(&state))
         .nest_service("/pkg", site_pkg_service(&state.leptos))
         .merge(pages)
+        .layer(DefaultBodyLimit::max(guards::MAX_BODY_BYTES))
+        .layer(middleware::from_fn(guards::limit_body))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("x-content-type-options"),
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("x-frame-options"),
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request<Body>| {
                 // The path only: query strings may carry `access_token`.
@@ -90,6 +120,6 @@ fn site_pkg_service(options: &LeptosOptions) -> Router {
 }
 
 async fn healthz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    state.store.ping().await?;
-    Ok(Json(serde_json::json!({ "status": "ok" })))
+    state.auth.store().ping().await?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(serde_json::json!({ "status": "ok" }))))
 }

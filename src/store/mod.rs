@@ -8,6 +8,16 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Connection, Executor};
 
+mod audit;
+mod keys;
+mod sessions;
+mod users;
+
+pub use audit::AuditRecord;
+pub use keys::KeyRecord;
+pub use sessions::{NewSession, Rotation, SessionRecord, Successor};
+pub use users::UserRecord;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations");
 
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +28,10 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("already exists")]
+    Conflict,
+    #[error("a row written a moment ago is missing")]
+    Missing,
     #[error("cannot create the database directory {path}: {source}")]
     Directory {
         path: String,
@@ -88,6 +102,17 @@ impl Store {
             .await
             .map_err(StoreError::Unavailable)?;
         Ok(())
+    }
+
+    /// Starts a transaction that will write. SQLite takes the write lock at
+    /// once (`BEGIN IMMEDIATE`), so two writers queue on the busy timeout instead
+    /// of failing when one upgrades a read lock.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        };
+        tx.map_err(StoreError::Unavailable)
     }
 
     pub fn backend(&self) -> Backend {

@@ -35,6 +35,7 @@ CREATE TABLE refresh_tokens (
     session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
     issued_at BIGINT NOT NULL,
     rotated_at BIGINT,
+    successor_hash TEXT,
     -- The successor token, sealed with a key only the presented token yields,
     -- so a retry inside the grace window gets the same successor back.
     successor_sealed TEXT

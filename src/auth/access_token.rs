@@ -1,0 +1,136 @@
+//! Access tokens: short-lived JWTs signed with Ed25519. Verification pins
+//! everything (algorithm, `typ`, issuer, audience, key by `kid` from our own
+//! ring); nothing in a token's header chooses how it is checked.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use jsonwebtoken::{Algorithm, Header, Validation};
+
+use super::keys::KeyRing;
+use super::AuthError;
+use crate::protocol::AccessClaims;
+
+pub const TOKEN_TYPE: &str = "at+jwt";
+/// Anything longer is refused unparsed.
+pub const MAX_TOKEN_LEN: usize = 4096;
+/// How far in the future `iat` or `nbf` may be (clocks of instances differ a little).
+const CLOCK_SKEW: i64 = 30;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the access token has expired")]
+    Expired,
+    #[error("the access token is invalid")]
+    Invalid,
+    #[error("the access token was signed with an unknown key")]
+    UnknownKey,
+}
+
+/// A freshly signed token and its lifetime.
+#[derive(Debug, Clone)]
+pub struct IssuedAccessToken {
+    pub token: String,
+    pub claims: AccessClaims,
+    pub expires_in: u64,
+}
+
+pub struct AccessTokens {
+    keys: Arc<KeyRing>,
+    issuer: String,
+    audience: String,
+    ttl: i64,
+    validation: Validation,
+}
+
+impl AccessTokens {
+    pub fn new(keys: Arc<KeyRing>, issuer: String, audience: String, ttl: i64) -> Self {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.leeway = 0;
+        // Time is checked below against the injected clock, not the system's.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = true;
+        validation.set_issuer(&[issuer.as_str()]);
+        validation.set_audience(&[audience.as_str()]);
+        validation.required_spec_claims =
+            ["exp", "iat", "iss", "aud", "sub"].iter().map(|c| c.to_string()).collect::<HashSet<_>>();
+        Self {
+            keys,
+            issuer,
+            audience,
+            ttl,
+            validation,
+        }
+    }
+
+    pub fn keys(&self) -> &Arc<KeyRing> {
+        &self.keys
+    }
+
+    pub fn ttl(&self) -> i64 {
+        self.ttl
+    }
+
+    pub fn issue(&self, user_id: &str, role: &str, session_id: &str, now: i64) -> Result<IssuedAccessToken, AuthError> {
+        let key = self
+            .keys
+            .active()
+            .ok_or_else(|| AuthError::Internal("no active signing key".to_string()))?;
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: user_id.to_string(),
+            exp: now + self.ttl,
+            iat: now,
+            nbf: None,
+            jti: uuid::Uuid::new_v4().to_string(),
+            sid: session_id.to_string(),
+            role: role.to_string(),
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.typ = Some(TOKEN_TYPE.to_string());
+        header.kid = Some(key.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
+            .map_err(|e| AuthError::Internal(format!("signing: {e}")))?;
+        Ok(IssuedAccessToken {
+            token,
+            claims,
+            expires_in: u64::try_from(self.ttl).unwrap_or(0),
+        })
+    }
+
+    /// Checks signature, header, issuer, audience and times. Revocation is the
+    /// caller's next step.
+    pub fn verify(&self, token: &str, now: i64) -> Result<AccessClaims, TokenError> {
+        if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Invalid);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        let typ_ok = header
+            .typ
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case(TOKEN_TYPE) || t.eq_ignore_ascii_case("application/at+jwt"));
+        // Keys come from our ring only: headers naming other keys are refused.
+        let foreign_key_hint = header.jku.is_some()
+            || header.jwk.is_some()
+            || header.x5u.is_some()
+            || header.x5c.is_some()
+            || header.crit.is_some();
+        if header.alg != Algorithm::EdDSA || !typ_ok || foreign_key_hint {
+            return Err(TokenError::Invalid);
+        }
+        let kid = header.kid.ok_or(TokenError::Invalid)?;
+        let key = self.keys.find(&kid).ok_or(TokenError::UnknownKey)?;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &self.validation)
+            .map_err(|_| TokenError::Invalid)?;
+        let claims = data.claims;
+        if claims.iat > now + CLOCK_SKEW || claims.nbf.is_some_and(|nbf| nbf > now + CLOCK_SKEW) {
+            return Err(TokenError::Invalid);
+        }
+        if claims.exp <= now {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
+    }
+}

@@ -1,0 +1,178 @@
+//! Ed25519 signing keys: created on first start, kept in the database so every
+//! instance and every restart signs and verifies with the same keys, rotated by
+//! `gatehouse keys rotate`. A retired key stays published until its last token
+//! has expired.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use jsonwebtoken::{DecodingKey, EncodingKey};
+use rand_core::OsRng;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::AuthError;
+use crate::store::{KeyRecord, Store};
+
+/// One key, ready to sign (if still active) and verify.
+pub struct SigningKey {
+    pub kid: String,
+    pub encoding: EncodingKey,
+    pub decoding: DecodingKey,
+    /// The public key, base64url: the JWK's `x`.
+    pub x: String,
+    pub retired_at: Option<i64>,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey").field("kid", &self.kid).field("retired_at", &self.retired_at).finish()
+    }
+}
+
+/// A public key as published in `/.well-known/jwks.json`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Jwk {
+    pub kty: &'static str,
+    pub crv: &'static str,
+    pub x: String,
+    pub kid: String,
+    pub alg: &'static str,
+    #[serde(rename = "use")]
+    pub use_: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Jwks {
+    pub keys: Vec<Jwk>,
+}
+
+/// How often an unknown `kid` may trigger a reload from the database.
+const RELOAD_AT_MOST_EVERY: Duration = Duration::from_secs(5);
+
+pub struct KeyRing {
+    store: Store,
+    /// A retired key is kept this long: the longest an access token lives.
+    keep_retired_for: i64,
+    keys: RwLock<Arc<Vec<Arc<SigningKey>>>>,
+    last_reload: Mutex<Option<Instant>>,
+}
+
+impl KeyRing {
+    /// Loads the keys, creating the first one if the database has none.
+    pub async fn load(store: Store, access_ttl: i64, now: i64) -> Result<Self, AuthError> {
+        let ring = Self {
+            store,
+            keep_retired_for: access_ttl,
+            keys: RwLock::new(Arc::new(Vec::new())),
+            last_reload: Mutex::new(None),
+        };
+        ring.reload(now).await?;
+        if ring.active().is_none() {
+            Self::rotate(&ring.store, now).await?;
+            ring.reload(now).await?;
+        }
+        Ok(ring)
+    }
+
+    /// Adds a new active key, retiring the current one. Returns the new `kid`.
+    pub async fn rotate(store: &Store, now: i64) -> Result<String, AuthError> {
+        let signing = ed25519_dalek::SigningKey::generate(&mut OsRng);
+        let der = signing
+            .to_pkcs8_der()
+            .map_err(|e| AuthError::Internal(format!("encoding a new key: {e}")))?;
+        let x = URL_SAFE_NO_PAD.encode(signing.verifying_key().to_bytes());
+        let kid = thumbprint(&x);
+        store
+            .add_signing_key(&KeyRecord {
+                kid: kid.clone(),
+                private_key: STANDARD.encode(der.as_bytes()),
+                public_key: x,
+                created_at: now,
+                retired_at: None,
+            })
+            .await?;
+        Ok(kid)
+    }
+
+    /// Re-reads the keys from the database (another instance may have rotated).
+    pub async fn reload(&self, now: i64) -> Result<(), AuthError> {
+        let records = self.store.signing_keys(now - self.keep_retired_for).await?;
+        let keys = records
+            .iter()
+            .map(|record| decode_record(record).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+        *self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Reloads unless that happened a moment ago: the answer to an unknown `kid`
+    /// without letting forged tokens hammer the database.
+    pub async fn reload_if_stale(&self, now: i64) -> Result<bool, AuthError> {
+        let stale = self
+            .last_reload
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none_or(|at| at.elapsed() >= RELOAD_AT_MOST_EVERY);
+        if stale {
+            self.reload(now).await?;
+        }
+        Ok(stale)
+    }
+
+    fn snapshot(&self) -> Arc<Vec<Arc<SigningKey>>> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The key new tokens are signed with: the newest unretired one.
+    pub fn active(&self) -> Option<Arc<SigningKey>> {
+        self.snapshot().iter().find(|k| k.retired_at.is_none()).cloned()
+    }
+
+    pub fn find(&self, kid: &str) -> Option<Arc<SigningKey>> {
+        self.snapshot().iter().find(|k| k.kid == kid).cloned()
+    }
+
+    /// Every key whose tokens may still be live.
+    pub fn jwks(&self, now: i64) -> Jwks {
+        let keys = self
+            .snapshot()
+            .iter()
+            .filter(|k| k.retired_at.is_none_or(|at| at + self.keep_retired_for > now))
+            .map(|k| Jwk {
+                kty: "OKP",
+                crv: "Ed25519",
+                x: k.x.clone(),
+                kid: k.kid.clone(),
+                alg: "EdDSA",
+                use_: "sig",
+            })
+            .collect();
+        Jwks { keys }
+    }
+}
+
+fn decode_record(record: &KeyRecord) -> Result<SigningKey, AuthError> {
+    let der = STANDARD
+        .decode(&record.private_key)
+        .map_err(|e| AuthError::Internal(format!("stored key {}: {e}", record.kid)))?;
+    let decoding = DecodingKey::from_ed_components(&record.public_key)
+        .map_err(|e| AuthError::Internal(format!("stored key {}: {e}", record.kid)))?;
+    Ok(SigningKey {
+        kid: record.kid.clone(),
+        encoding: EncodingKey::from_ed_der(&der),
+        decoding,
+        x: record.public_key.clone(),
+        retired_at: record.retired_at,
+    })
+}
+
+/// RFC 7638 JWK thumbprint: a `kid` that names the key itself.
+fn thumbprint(x: &str) -> String {
+    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+}

@@ -1,0 +1,582 @@
+//! The auth core: accounts, passwords, access tokens, sessions and refresh
+//! rotation, revocation, rate limits and the audit trail. No HTTP in here: the
+//! server module translates requests into these calls and errors into status
+//! codes.
+//!
+//! Where things happen:
+//! - refresh rotation and reuse detection: [`Auth::refresh`] over
+//!   [`Store::rotate_refresh_token`](crate::store::Store::rotate_refresh_token);
+//! - access-token checks: [`Auth::authenticate`] (signature etc. in
+//!   [`access_token`], revocation in [`revocation`]).
+
+pub mod access_token;
+pub mod clock;
+pub mod keys;
+pub mod limits;
+pub mod password;
+pub mod refresh_token;
+pub mod revocation;
+
+use std::sync::Arc;
+
+use access_token::{AccessTokens, IssuedAccessToken, TokenError};
+use clock::SharedClock;
+use keys::{Jwks, KeyRing};
+use limits::Limits;
+use password::{Password, PasswordHasher, Verification};
+use refresh_token::RefreshToken;
+use revocation::RevokedSessions;
+
+use crate::config::Settings;
+use crate::protocol::{
+    password_rule, username_rule, AccessClaims, AuditEventView, Credentials, Me, PasswordChange, SessionView,
+    UserView,
+};
+use crate::store::{AuditRecord, NewSession, Rotation, SessionRecord, Store, StoreError, Successor, UserRecord};
+
+pub const ROLE_USER: &str = "user";
+pub const ROLE_ADMIN: &str = "admin";
+
+/// How many users or events the admin listings return at most.
+const ADMIN_LIST_LIMIT: i64 = 200;
+/// Stored user agents are cut to this many characters.
+const MAX_USER_AGENT: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("Invalid username or password.")]
+    InvalidCredentials,
+    #[error("That username is taken.")]
+    UsernameTaken,
+    #[error("{0}")]
+    InvalidUsername(String),
+    #[error("The password is too easy to guess.")]
+    WeakPassword(Vec<String>),
+    #[error("Too many attempts. Try again in {retry_after} seconds.")]
+    RateLimited { retry_after: u64 },
+    #[error("The access token has expired.")]
+    TokenExpired,
+    #[error("The access token is invalid.")]
+    InvalidToken,
+    #[error("The session has ended.")]
+    SessionRevoked,
+    #[error("The refresh token is not valid. Log in again.")]
+    RefreshRejected,
+    #[error("The current password is wrong.")]
+    WrongPassword,
+    #[error("This needs the admin role.")]
+    Forbidden,
+    #[error("Not found.")]
+    NotFound,
+    #[error("The database is unavailable.")]
+    Unavailable,
+    #[error("storage failure: {0}")]
+    Store(StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for AuthError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(_) => Self::Unavailable,
+            other => Self::Store(other),
+        }
+    }
+}
+
+impl From<TokenError> for AuthError {
+    fn from(err: TokenError) -> Self {
+        match err {
+            TokenError::Expired => Self::TokenExpired,
+            TokenError::Invalid | TokenError::UnknownKey => Self::InvalidToken,
+        }
+    }
+}
+
+/// Who is asking, as far as the network can tell.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// What a login, registration or refresh hands out.
+#[derive(Debug, Clone)]
+pub struct NewTokens {
+    pub access: IssuedAccessToken,
+    pub refresh: RefreshToken,
+    pub session: SessionRecord,
+}
+
+/// What the audit trail records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditKind {
+    Register,
+    LoginOk,
+    LoginFailed,
+    RefreshReuse,
+    Logout,
+    LogoutAll,
+    SessionRevoked,
+    PasswordChanged,
+}
+
+impl AuditKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Register => "register",
+            Self::LoginOk => "login_ok",
+            Self::LoginFailed => "login_failed",
+            Self::RefreshReuse => "refresh_reuse",
+            Self::Logout => "logout",
+            Self::LogoutAll => "logout_all",
+            Self::SessionRevoked => "session_revoked",
+            Self::PasswordChanged => "password_changed",
+        }
+    }
+}
+
+pub struct Auth {
+    store: Store,
+    clock: SharedClock,
+    settings: Settings,
+    passwords: PasswordHasher,
+    tokens: AccessTokens,
+    revoked: RevokedSessions,
+    limits: Limits,
+}
+
+impl Auth {
+    /// Prepares the core: password hasher, signing keys (created on first
+    /// start) and the set of recently revoked sessions.
+    pub async fn new(settings: Settings, store: Store, clock: SharedClock) -> Result<Self, AuthError> {
+        let now = clock.now();
+        let passwords = PasswordHasher::new(
+            settings.argon2_memory_kib,
+            settings.argon2_iterations,
+            settings.argon2_parallelism,
+            settings.hash_concurrency,
+        )
+        .await?;
+        let keys = Arc::new(KeyRing::load(store.clone(), settings.access_ttl, now).await?);
+        let tokens = AccessTokens::new(keys, settings.issuer.clone(), settings.audience.clone(), settings.access_ttl);
+        let auth = Self {
+            limits: Limits::new(&settings),
+            store,
+            clock,
+            settings,
+            passwords,
+            tokens,
+            revoked: RevokedSessions::default(),
+        };
+        for (session_id, revoked_at) in auth.store.revoked_since(now - auth.settings.access_ttl).await? {
+            auth.revoked.insert(&session_id, auth.forget_revocation_at(revoked_at));
+        }
+        Ok(auth)
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// After this, no access token of a session revoked at `revoked_at` can be
+    /// live any more.
+    fn forget_revocation_at(&self, revoked_at: i64) -> i64 {
+        revoked_at + self.settings.access_ttl + 60
+    }
+
+    fn mark_revoked(&self, session_id: &str) {
+        self.revoked.insert(session_id, self.forget_revocation_at(self.now()));
+    }
+
+    /// Periodic upkeep: forget old revocations and idle rate-limit state, pick
+    /// up keys rotated by another instance.
+    pub async fn maintain(&self) -> Result<(), AuthError> {
+        let now = self.now();
+        self.revoked.prune(now);
+        self.limits.forget_idle();
+        self.tokens.keys().reload(now).await
+    }
+
+    pub async fn register(&self, credentials: Credentials, client: &ClientInfo) -> Result<NewTokens, AuthError> {
+        let Credentials { username, password } = credentials;
+        if let Some(ip) = &client.ip {
+            self.limits
+                .registrations_per_ip
+                .check(ip)
+                .map_err(|retry_after| AuthError::RateLimited { retry_after })?;
+        }
+        let user = self.create_user(&username, Password::new(password), ROLE_USER).await?;
+        let tokens = self.start_session(&user, client).await?;
+        self.audit(AuditKind::Register, Some(&user), Some(&tokens.session.id), client, None)
+            .await?;
+        Ok(tokens)
+    }
+
+    /// Creates an account after checking the name and the password's strength.
+    pub async fn create_user(&self, username: &str, password: Password, role: &str) -> Result<UserRecord, AuthError> {
+        if let Some(problem) = username_rule::problem(username) {
+            return Err(AuthError::InvalidUsername(problem));
+        }
+        let strength = password_rule::check(password.expose(), &[username]);
+        if !strength.acceptable() {
+            return Err(AuthError::WeakPassword(strength.reasons));
+        }
+        let key = username_rule::key(username);
+        if self.store.user_by_name_key(&key).await?.is_some() {
+            return Err(AuthError::UsernameTaken);
+        }
+        let user = UserRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            username: username.to_string(),
+            role: role.to_string(),
+            password_hash: self.passwords.hash(password).await?,
+            created_at: self.now(),
+        };
+        match self.store.create_user(&user, &key).await {
+            Err(StoreError::Conflict) => Err(AuthError::UsernameTaken),
+            other => other.map(|()| user).map_err(Into::into),
+        }
+    }
+
+    pub async fn login(&self, credentials: Credentials, client: &ClientInfo) -> Result<NewTokens, AuthError> {
+        let Credentials { username, password } = credentials;
+        let name_key = username_rule::key(&username);
+        let ip_key = client.ip.clone().unwrap_or_default();
+        let limited = |retry_after| AuthError::RateLimited { retry_after };
+        self.limits.login_per_ip.check(&ip_key).map_err(limited)?;
+        self.limits.login_per_username.check(&name_key).map_err(limited)?;
+
+        // Over-long passwords are refused before any hashing work.
+        let user = if password.chars().count() > password_rule::MAX_CHARS {
+            None
+        } else {
+            let user = self.store.user_by_name_key(&name_key).await?;
+            let stored = user.as_ref().map(|u| u.password_hash.clone());
+            match self.passwords.verify(Password::new(password.clone()), stored).await? {
+                Verification::Match { needs_rehash } => user.map(|u| (u, needs_rehash)),
+                Verification::Mismatch => None,
+            }
+        };
+        let Some((user, needs_rehash)) = user else {
+            let detail = format!("username: {}", username.chars().take(64).collect::<String>());
+            self.audit(AuditKind::LoginFailed, None, None, client, Some(detail)).await?;
+            let by_ip = self.limits.login_per_ip.record_failure(&ip_key);
+            let by_name = self.limits.login_per_username.record_failure(&name_key);
+            return match (by_ip, by_name) {
+                (Err(retry_after), _) | (_, Err(retry_after)) => Err(AuthError::RateLimited { retry_after }),
+                _ => Err(AuthError::InvalidCredentials),
+            };
+        };
+        if needs_rehash {
+            let upgraded = self.passwords.hash(Password::new(password)).await?;
+            self.store.upgrade_password_hash(&user.id, &user.password_hash, &upgraded).await?;
+        }
+        let tokens = self.start_session(&user, client).await?;
+        self.audit(AuditKind::LoginOk, Some(&user), Some(&tokens.session.id), client, None)
+            .await?;
+        Ok(tokens)
+    }
+
+    async fn start_session(&self, user: &UserRecord, client: &ClientInfo) -> Result<NewTokens, AuthError> {
+        let now = self.now();
+        let refresh = RefreshToken::generate();
+        let session = self
+            .store
+            .create_session(&NewSession {
+                id: uuid::Uuid::new_v4().to_string(),
+                user_id: user.id.clone(),
+                now,
+                idle_ttl: self.settings.refresh_idle_ttl,
+                max_age: self.settings.session_max_age,
+                user_agent: client
+                    .user_agent
+                    .as_ref()
+                    .map(|ua| ua.chars().take(MAX_USER_AGENT).collect()),
+                ip: client.ip.clone(),
+                token_hash: refresh.hash(),
+            })
+            .await?;
+        let access = self.tokens.issue(&user.id, &user.role, &session.id, now)?;
+        Ok(NewTokens {
+            access,
+            refresh,
+            session,
+        })
+    }
+
+    /// Rotates the presented refresh token. A replay inside the grace window gets
+    /// the same successor; an older token revokes the whole session.
+    pub async fn refresh(&self, presented: &str, client: &ClientInfo) -> Result<NewTokens, AuthError> {
+        let presented = RefreshToken::parse(presented).ok_or(AuthError::RefreshRejected)?;
+        let hash = presented.hash();
+        let session = self.store.session_by_token(&hash).await?.ok_or(AuthError::RefreshRejected)?;
+        self.limits
+            .refreshes_per_session
+            .check(&session.id)
+            .map_err(|retry_after| AuthError::RateLimited { retry_after })?;
+
+        let now = self.now();
+        let successor = RefreshToken::generate();
+        let sealed = Successor {
+            hash: successor.hash(),
+            sealed: presented.seal(&successor),
+        };
+        let rotation = self
+            .store
+            .rotate_refresh_token(&hash, &sealed, now, self.settings.refresh_grace, self.settings.refresh_idle_ttl)
+            .await?;
+        let (session, refresh) = match rotation {
+            Rotation::Rotated(session) => (session, successor),
+            Rotation::Replayed {
+                session,
+                successor_sealed,
+            } => {
+                let earlier = presented.unseal(&successor_sealed).ok_or(AuthError::RefreshRejected)?;
+                (session, earlier)
+            }
+            Rotation::Reused(session) => {
+                self.mark_revoked(&session.id);
+                tracing::warn!(session = %session.id, user = %session.user_id, "refresh token reuse: session revoked");
+                let user = self.store.user_by_id(&session.user_id).await?;
+                self.audit(
+                    AuditKind::RefreshReuse,
+                    user.as_ref(),
+                    Some(&session.id),
+                    client,
+                    Some("an already-rotated refresh token was presented".to_string()),
+                )
+                .await?;
+                return Err(AuthError::RefreshRejected);
+            }
+            Rotation::Ended(_) | Rotation::Unknown => return Err(AuthError::RefreshRejected),
+        };
+        let access = self.tokens.issue(&session.user_id, &session.role, &session.id, now)?;
+        Ok(NewTokens {
+            access,
+            refresh,
+            session,
+        })
+    }
+
+    /// Ends the session the refresh token belongs to. Quietly does nothing
+    /// without a valid one: logging out twice is not an error.
+    pub async fn logout(&self, presented: Option<&str>, client: &ClientInfo) -> Result<(), AuthError> {
+        let Some(token) = presented.and_then(RefreshToken::parse) else {
+            return Ok(());
+        };
+        let Some(session) = self.store.session_by_token(&token.hash()).await? else {
+            return Ok(());
+        };
+        if self.store.revoke_session(&session.id, "logout", self.now()).await? {
+            self.mark_revoked(&session.id);
+            let user = self.store.user_by_id(&session.user_id).await?;
+            self.audit(AuditKind::Logout, user.as_ref(), Some(&session.id), client, None)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Checks an access token completely: signature, header, claims, expiry and
+    /// whether its session was revoked. No database read unless the token names
+    /// a key this instance has not seen (rotated elsewhere).
+    pub async fn authenticate(&self, token: &str) -> Result<AccessClaims, AuthError> {
+        let now = self.now();
+        let claims = match self.tokens.verify(token, now) {
+            Err(TokenError::UnknownKey) if self.tokens.keys().reload_if_stale(now).await? => {
+                self.tokens.verify(token, now)?
+            }
+            other => other?,
+        };
+        if self.revoked.contains(&claims.sid) {
+            return Err(AuthError::SessionRevoked);
+        }
+        Ok(claims)
+    }
+
+    pub async fn logout_all(&self, claims: &AccessClaims, client: &ClientInfo) -> Result<(), AuthError> {
+        let revoked = self
+            .store
+            .revoke_user_sessions(&claims.sub, None, "logout_all", self.now())
+            .await?;
+        for session_id in &revoked {
+            self.mark_revoked(session_id);
+        }
+        let user = self.store.user_by_id(&claims.sub).await?;
+        let detail = format!("{} sessions revoked", revoked.len());
+        self.audit(AuditKind::LogoutAll, user.as_ref(), Some(&claims.sid), client, Some(detail))
+            .await
+    }
+
+    pub async fn sessions(&self, claims: &AccessClaims) -> Result<Vec<SessionView>, AuthError> {
+        let sessions = self.store.live_sessions(&claims.sub, self.now()).await?;
+        Ok(sessions
+            .into_iter()
+            .map(|s| SessionView {
+                current: s.id == claims.sid,
+                expires_at: s.ends_at(),
+                id: s.id,
+                created_at: s.created_at,
+                last_used_at: s.last_used_at,
+                user_agent: s.user_agent,
+                ip: s.ip,
+            })
+            .collect())
+    }
+
+    /// Revokes one of the caller's own sessions; another user's is "not found".
+    pub async fn revoke_session(
+        &self,
+        claims: &AccessClaims,
+        session_id: &str,
+        client: &ClientInfo,
+    ) -> Result<(), AuthError> {
+        let session = self.store.session(session_id).await?;
+        let Some(session) = session.filter(|s| s.user_id == claims.sub && s.is_live(self.now())) else {
+            return Err(AuthError::NotFound);
+        };
+        if self.store.revoke_session(&session.id, "revoked_by_user", self.now()).await? {
+            self.mark_revoked(&session.id);
+            let user = self.store.user_by_id(&claims.sub).await?;
+            self.audit(AuditKind::SessionRevoked, user.as_ref(), Some(&session.id), client, None)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Changes the password and revokes every other session of the user.
+    pub async fn change_password(
+        &self,
+        claims: &AccessClaims,
+        change: PasswordChange,
+        client: &ClientInfo,
+    ) -> Result<(), AuthError> {
+        let user = self.store.user_by_id(&claims.sub).await?.ok_or(AuthError::InvalidToken)?;
+        let name_key = username_rule::key(&user.username);
+        self.limits
+            .login_per_username
+            .check(&name_key)
+            .map_err(|retry_after| AuthError::RateLimited { retry_after })?;
+        let verification = if change.current_password.chars().count() > password_rule::MAX_CHARS {
+            Verification::Mismatch
+        } else {
+            self.passwords
+                .verify(Password::new(change.current_password), Some(user.password_hash.clone()))
+                .await?
+        };
+        if verification == Verification::Mismatch {
+            return Err(match self.limits.login_per_username.record_failure(&name_key) {
+                Err(retry_after) => AuthError::RateLimited { retry_after },
+                Ok(()) => AuthError::WrongPassword,
+            });
+        }
+        let strength = password_rule::check(&change.new_password, &[&user.username]);
+        if !strength.acceptable() {
+            return Err(AuthError::WeakPassword(strength.reasons));
+        }
+        let hash = self.passwords.hash(Password::new(change.new_password)).await?;
+        let now = self.now();
+        self.store.set_password_hash(&user.id, &hash, now).await?;
+        let revoked = self
+            .store
+            .revoke_user_sessions(&user.id, Some(&claims.sid), "password_changed", now)
+            .await?;
+        for session_id in &revoked {
+            self.mark_revoked(session_id);
+        }
+        let detail = format!("{} other sessions revoked", revoked.len());
+        self.audit(AuditKind::PasswordChanged, Some(&user), Some(&claims.sid), client, Some(detail))
+            .await
+    }
+
+    pub async fn me(&self, claims: &AccessClaims) -> Result<Me, AuthError> {
+        let user = self.store.user_by_id(&claims.sub).await?.ok_or(AuthError::InvalidToken)?;
+        Ok(Me {
+            id: user.id,
+            username: user.username,
+            role: user.role,
+            session_id: claims.sid.clone(),
+        })
+    }
+
+    fn require_admin(claims: &AccessClaims) -> Result<(), AuthError> {
+        if claims.role == ROLE_ADMIN {
+            Ok(())
+        } else {
+            Err(AuthError::Forbidden)
+        }
+    }
+
+    pub async fn admin_users(&self, claims: &AccessClaims) -> Result<Vec<UserView>, AuthError> {
+        Self::require_admin(claims)?;
+        let users = self.store.list_users(ADMIN_LIST_LIMIT).await?;
+        Ok(users
+            .into_iter()
+            .map(|u| UserView {
+                id: u.id,
+                username: u.username,
+                role: u.role,
+                created_at: u.created_at,
+            })
+            .collect())
+    }
+
+    pub async fn admin_events(&self, claims: &AccessClaims) -> Result<Vec<AuditEventView>, AuthError> {
+        Self::require_admin(claims)?;
+        let events = self.store.recent_audit(ADMIN_LIST_LIMIT).await?;
+        Ok(events
+            .into_iter()
+            .map(|e| AuditEventView {
+                id: e.id,
+                at: e.at,
+                kind: e.kind,
+                user_id: e.user_id,
+                username: e.username,
+                session_id: e.session_id,
+                ip: e.ip,
+                user_agent: e.user_agent,
+                detail: e.detail,
+            })
+            .collect())
+    }
+
+    pub fn jwks(&self) -> Jwks {
+        self.tokens.keys().jwks(self.now())
+    }
+
+    async fn audit(
+        &self,
+        kind: AuditKind,
+        user: Option<&UserRecord>,
+        session_id: Option<&str>,
+        client: &ClientInfo,
+        detail: Option<String>,
+    ) -> Result<(), AuthError> {
+        self.store
+            .record_audit(&AuditRecord {
+                id: uuid::Uuid::now_v7().to_string(),
+                at: self.now(),
+                kind: kind.as_str().to_string(),
+                user_id: user.map(|u| u.id.clone()),
+                username: user.map(|u| u.username.clone()),
+                session_id: session_id.map(str::to_string),
+                ip: client.ip.clone(),
+                user_agent: client
+                    .user_agent
+                    .as_ref()
+                    .map(|ua| ua.chars().take(MAX_USER_AGENT).collect()),
+                detail,
+            })
+            .await
+            .map_err(Into::into)
+    }
+}

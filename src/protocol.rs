@@ -1,0 +1,228 @@
+//! Types both sides use: request and response bodies, access-token claims and the
+//! password rule. Plain data, compiled for the server and the browser alike.
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /auth/register` and `POST /auth/login`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+/// `POST /auth/password`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+/// The body of every response that hands out an access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+}
+
+/// `GET /api/me`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Me {
+    pub id: String,
+    pub username: String,
+    pub role: String,
+    pub session_id: String,
+}
+
+/// One entry of `GET /auth/sessions`. Times are Unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionView {
+    pub id: String,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    pub expires_at: i64,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    pub current: bool,
+}
+
+/// One entry of `GET /api/admin/users`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserView {
+    pub id: String,
+    pub username: String,
+    pub role: String,
+    pub created_at: i64,
+}
+
+/// One entry of `GET /api/admin/events`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEventView {
+    pub id: String,
+    pub at: i64,
+    pub kind: String,
+    pub user_id: Option<String>,
+    pub username: Option<String>,
+    pub session_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// Every error response: a stable machine-readable code and a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    pub message: String,
+    /// Why a password was refused, when it was.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+}
+
+/// The claims of an access token (`typ: at+jwt`). Times are Unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub aud: String,
+    /// The user's id.
+    pub sub: String,
+    pub exp: i64,
+    pub iat: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    pub jti: String,
+    /// The session the token belongs to.
+    pub sid: String,
+    pub role: String,
+}
+
+/// The password rule, shared so the browser's strength meter and the server
+/// refuse exactly the same passwords.
+pub mod password_rule {
+    /// zxcvbn scores 0 to 4; anything below this is refused.
+    pub const MIN_SCORE: u8 = 3;
+    /// Longer passwords are refused before any hashing work.
+    pub const MAX_CHARS: usize = 256;
+
+    /// The outcome of checking a password: its score and, if refused, why.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Strength {
+        pub score: u8,
+        pub reasons: Vec<String>,
+    }
+
+    impl Strength {
+        pub fn acceptable(&self) -> bool {
+            self.reasons.is_empty()
+        }
+    }
+
+    /// Rates `password`, treating `user_inputs` (such as the username) as known
+    /// to an attacker.
+    pub fn check(password: &str, user_inputs: &[&str]) -> Strength {
+        if password.is_empty() {
+            return Strength {
+                score: 0,
+                reasons: vec!["Enter a password.".to_string()],
+            };
+        }
+        if password.chars().count() > MAX_CHARS {
+            return Strength {
+                score: 0,
+                reasons: vec![format!("Use at most {MAX_CHARS} characters.")],
+            };
+        }
+        let entropy = zxcvbn::zxcvbn(password, user_inputs);
+        let score = u8::from(entropy.score());
+        let mut reasons = Vec::new();
+        if score < MIN_SCORE {
+            if let Some(feedback) = entropy.feedback() {
+                if let Some(warning) = feedback.warning() {
+                    reasons.push(warning.to_string());
+                }
+                reasons.extend(feedback.suggestions().iter().map(|s| s.to_string()));
+            }
+            if reasons.is_empty() {
+                reasons.push("This password is too easy to guess.".to_string());
+            }
+        }
+        Strength { score, reasons }
+    }
+}
+
+/// Username rule: 3 to 32 letters, digits, `.`, `_` or `-`.
+pub mod username_rule {
+    pub const MIN_CHARS: usize = 3;
+    pub const MAX_CHARS: usize = 32;
+
+    /// Returns why `username` is not acceptable, if it is not.
+    pub fn problem(username: &str) -> Option<String> {
+        let count = username.chars().count();
+        if !(MIN_CHARS..=MAX_CHARS).contains(&count) {
+            return Some(format!(
+                "A username has {MIN_CHARS} to {MAX_CHARS} characters."
+            ));
+        }
+        if !username
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Some("A username uses only letters, digits, '.', '_' and '-'.".to_string());
+        }
+        None
+    }
+
+    /// The form two usernames are compared in: "Alice" and "alice" are one name.
+    pub fn key(username: &str) -> String {
+        username.to_lowercase()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weak_passwords_are_refused_with_reasons() {
+        for weak in ["password", "12345678", "alice2024", "qwertyuiop"] {
+            let strength = password_rule::check(weak, &["alice"]);
+            assert!(!strength.acceptable(), "{weak} accepted");
+            assert!(!strength.reasons.is_empty());
+        }
+    }
+
+    #[test]
+    fn strong_passwords_pass() {
+        let strength = password_rule::check("correct horse battery staple 42!", &["alice"]);
+        assert!(strength.acceptable(), "{:?}", strength);
+        assert!(strength.score >= password_rule::MIN_SCORE);
+    }
+
+    #[test]
+    fn the_username_counts_against_the_password() {
+        let alone = password_rule::check("Zebulon-Quartzfield", &[]);
+        let known = password_rule::check("Zebulon-Quartzfield", &["Zebulon-Quartzfield"]);
+        assert!(known.score < alone.score);
+    }
+
+    #[test]
+    fn overlong_passwords_are_refused_before_rating() {
+        let long = "x".repeat(password_rule::MAX_CHARS + 1);
+        assert!(!password_rule::check(&long, &[]).acceptable());
+    }
+
+    #[test]
+    fn username_rules() {
+        assert!(username_rule::problem("alice").is_none());
+        assert!(username_rule::problem("Zoë_o-k.1").is_none());
+        assert!(username_rule::problem("al").is_some());
+        assert!(username_rule::problem("a\0lice").is_some());
+        assert!(username_rule::problem("al ice").is_some());
+        assert!(username_rule::problem("\u{202e}alice").is_some());
+        assert!(username_rule::problem(&"a".repeat(33)).is_some());
+        assert_eq!(username_rule::key("Alice"), "alice");
+    }
+}

@@ -1,0 +1,161 @@
+//! The HTTP API of the auth core: `/auth/*`, `/api/*`, the JWKS. Each handler
+//! only translates between HTTP and one [`Auth`](crate::auth::Auth) call.
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{middleware, Json, Router};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use super::error::ApiError;
+use super::extract::{Authenticated, Client, JsonBody, RefreshCookie};
+use super::{guards, AppState};
+use crate::auth::{AuthError, NewTokens};
+use crate::protocol::{Credentials, PasswordChange, TokenResponse};
+
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let api = Router::new()
+        .route("/auth/register", post(register))
+        .route("/auth/login", post(login))
+        .route("/auth/refresh", post(refresh))
+        .route("/auth/logout", post(logout))
+        .route("/auth/logout-all", post(logout_all))
+        .route("/auth/sessions", get(sessions))
+        .route("/auth/sessions/{id}", delete(revoke_session))
+        .route("/auth/password", post(change_password))
+        .route("/api/me", get(me))
+        .route("/api/admin/users", get(admin_users))
+        .route("/api/admin/events", get(admin_events))
+        .route("/auth/{*rest}", axum::routing::any(not_found))
+        .route("/api/{*rest}", axum::routing::any(not_found))
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), guards::refuse_cross_site))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
+    Router::new()
+        .merge(api)
+        .route("/.well-known/jwks.json", get(jwks))
+}
+
+fn token_response(state: &AppState, status: StatusCode, tokens: &NewTokens) -> Response {
+    let max_age = tokens.session.ends_at() - state.auth.now();
+    let body = TokenResponse {
+        access_token: tokens.access.token.clone(),
+        token_type: "Bearer".to_string(),
+        expires_in: tokens.access.expires_in,
+    };
+    (status, [(header::SET_COOKIE, state.cookies.set(&tokens.refresh, max_age))], Json(body)).into_response()
+}
+
+async fn register(
+    State(state): State<AppState>,
+    Client(client): Client,
+    JsonBody(credentials): JsonBody<Credentials>,
+) -> Result<Response, ApiError> {
+    let tokens = state.auth.register(credentials, &client).await?;
+    Ok(token_response(&state, StatusCode::CREATED, &tokens))
+}
+
+async fn login(
+    State(state): State<AppState>,
+    Client(client): Client,
+    JsonBody(credentials): JsonBody<Credentials>,
+) -> Result<Response, ApiError> {
+    let tokens = state.auth.login(credentials, &client).await?;
+    Ok(token_response(&state, StatusCode::OK, &tokens))
+}
+
+async fn refresh(
+    State(state): State<AppState>,
+    Client(client): Client,
+    RefreshCookie(cookie): RefreshCookie,
+) -> Response {
+    let Some(cookie) = cookie else {
+        return with_cleared_cookie(&state, ApiError::Auth(AuthError::RefreshRejected));
+    };
+    match state.auth.refresh(&cookie, &client).await {
+        Ok(tokens) => token_response(&state, StatusCode::OK, &tokens),
+        // Only a refused token ends the cookie; an outage or a rate limit does not.
+        Err(err @ AuthError::RefreshRejected) => with_cleared_cookie(&state, err.into()),
+        Err(err) => ApiError::from(err).into_response(),
+    }
+}
+
+fn with_cleared_cookie(state: &AppState, err: ApiError) -> Response {
+    let mut response = err.into_response();
+    response.headers_mut().append(header::SET_COOKIE, state.cookies.clear());
+    response
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    Client(client): Client,
+    RefreshCookie(cookie): RefreshCookie,
+) -> Result<Response, ApiError> {
+    state.auth.logout(cookie.as_deref(), &client).await?;
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, state.cookies.clear())]).into_response())
+}
+
+async fn logout_all(
+    State(state): State<AppState>,
+    Client(client): Client,
+    Authenticated(claims): Authenticated,
+) -> Result<Response, ApiError> {
+    state.auth.logout_all(&claims, &client).await?;
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, state.cookies.clear())]).into_response())
+}
+
+async fn sessions(State(state): State<AppState>, Authenticated(claims): Authenticated) -> Result<Response, ApiError> {
+    Ok(Json(state.auth.sessions(&claims).await?).into_response())
+}
+
+async fn revoke_session(
+    State(state): State<AppState>,
+    Client(client): Client,
+    Authenticated(claims): Authenticated,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.auth.revoke_session(&claims, &id, &client).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn change_password(
+    State(state): State<AppState>,
+    Client(client): Client,
+    Authenticated(claims): Authenticated,
+    JsonBody(change): JsonBody<PasswordChange>,
+) -> Result<StatusCode, ApiError> {
+    state.auth.change_password(&claims, change, &client).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn me(State(state): State<AppState>, Authenticated(claims): Authenticated) -> Result<Response, ApiError> {
+    Ok(Json(state.auth.me(&claims).await?).into_response())
+}
+
+async fn admin_users(State(state): State<AppState>, Authenticated(claims): Authenticated) -> Result<Response, ApiError> {
+    Ok(Json(state.auth.admin_users(&claims).await?).into_response())
+}
+
+async fn admin_events(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.auth.admin_events(&claims).await?).into_response())
+}
+
+async fn jwks(State(state): State<AppState>) -> Response {
+    // Short caching: a rotated key must reach verifiers before its tokens do.
+    ([(header::CACHE_CONTROL, "public, max-age=60")], Json(state.auth.jwks())).into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

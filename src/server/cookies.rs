@@ -1,0 +1,70 @@
+//! The refresh cookie: `HttpOnly; Secure; SameSite=Strict; Path=/` with the
+//! `__Host-` prefix, unless plain-HTTP local use was configured.
+
+use axum::http::HeaderValue;
+
+use crate::auth::refresh_token::RefreshToken;
+
+#[derive(Debug, Clone, Copy)]
+pub struct CookiePolicy {
+    secure: bool,
+}
+
+impl CookiePolicy {
+    pub fn new(secure: bool) -> Self {
+        Self { secure }
+    }
+
+    pub fn name(&self) -> &'static str {
+        if self.secure {
+            "__Host-gatehouse_refresh"
+        } else {
+            "gatehouse_refresh"
+        }
+    }
+
+    fn header(&self, value: &str, max_age: i64) -> HeaderValue {
+        let secure = if self.secure { "; Secure" } else { "" };
+        let cookie = format!(
+            "{}={value}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
+            self.name(),
+            max_age.max(0)
+        );
+        // The token is base64url and the rest is ASCII: always a valid header.
+        HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    /// Sets the cookie to `token` for `max_age` seconds: the session's remaining life.
+    pub fn set(&self, token: &RefreshToken, max_age: i64) -> HeaderValue {
+        self.header(token.expose(), max_age)
+    }
+
+    pub fn clear(&self) -> HeaderValue {
+        self.header("", 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secure_cookie_attributes() {
+        let token = RefreshToken::generate();
+        let cookie = CookiePolicy::new(true).set(&token, 600);
+        let text = cookie.to_str().unwrap();
+        assert!(text.starts_with(&format!("__Host-gatehouse_refresh={}; ", token.expose())));
+        for attribute in ["Path=/", "Max-Age=600", "HttpOnly", "SameSite=Strict", "Secure"] {
+            assert!(text.split("; ").any(|a| a == attribute), "{attribute} in {text}");
+        }
+        assert!(!text.contains("Domain"), "__Host- cookies carry no Domain");
+    }
+
+    #[test]
+    fn plain_http_cookie_has_no_prefix_and_no_secure() {
+        let text = CookiePolicy::new(false).clear().to_str().unwrap().to_string();
+        assert!(text.starts_with("gatehouse_refresh=; "));
+        assert!(text.contains("Max-Age=0"));
+        assert!(!text.contains("Secure"));
+    }
+}

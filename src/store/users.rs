@@ -1,0 +1,102 @@
+//! Accounts.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{Store, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: String,
+    pub username: String,
+    pub role: String,
+    pub password_hash: String,
+    pub created_at: i64,
+}
+
+impl UserRecord {
+    fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            username: row.try_get("username")?,
+            role: row.try_get("role")?,
+            password_hash: row.try_get("password_hash")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+}
+
+const COLUMNS: &str = "id, username, role, password_hash, created_at";
+
+impl Store {
+    /// Adds a user; `StoreError::Conflict` if the name (case-folded) is taken.
+    pub async fn create_user(&self, user: &UserRecord, username_key: &str) -> Result<(), StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO users (id, username, username_key, password_hash, role, created_at, password_changed_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        )
+        .bind(&user.id)
+        .bind(&user.username)
+        .bind(username_key)
+        .bind(&user.password_hash)
+        .bind(&user.role)
+        .bind(user.created_at)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn user_by_name_key(&self, username_key: &str) -> Result<Option<UserRecord>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM users WHERE username_key = $1");
+        let row = sqlx::query(&sql).bind(username_key).fetch_optional(&self.pool).await?;
+        Ok(row.as_ref().map(UserRecord::from_row).transpose()?)
+    }
+
+    pub async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+        Ok(row.as_ref().map(UserRecord::from_row).transpose()?)
+    }
+
+    pub async fn set_password_hash(&self, user_id: &str, hash: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3")
+            .bind(hash)
+            .bind(now)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Replaces a hash with the same password under newer parameters, unless the
+    /// password changed meanwhile.
+    pub async fn upgrade_password_hash(&self, user_id: &str, old: &str, new: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
+            .bind(new)
+            .bind(user_id)
+            .bind(old)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_role(&self, user_id: &str, role: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+            .bind(role)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Users by name, at most `limit`.
+    pub async fn list_users(&self, limit: i64) -> Result<Vec<UserRecord>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM users ORDER BY username_key LIMIT $1");
+        let rows = sqlx::query(&sql).bind(limit).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(UserRecord::from_row).collect::<Result<_, _>>()?)
+    }
+}
