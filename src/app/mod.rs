@@ -1,7 +1,7 @@
 //! UI: the document shell, the router and the pages.
 
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, MetaTags, Title};
+use leptos_meta::{provide_meta_context, Title};
 use leptos_router::{
     components::{Route, Router, Routes},
     StaticSegment,
@@ -12,7 +12,7 @@ mod home;
 /// The HTML document the server renders around the app.
 #[cfg(feature = "ssr")]
 pub fn shell(options: LeptosOptions) -> impl IntoView {
-    use leptos_meta::HashedStylesheet;
+    use leptos_meta::{HashedStylesheet, MetaTags};
     view! {
         <!DOCTYPE html>
         <html lang="en">

@@ -34,6 +34,9 @@ both_backends!(
     old_password_hashes_are_upgraded_at_login,
     audit_records_security_events,
     health_reports_the_database,
+    concurrent_refreshes_with_one_cookie_leave_one_session,
+    refreshes_are_rate_limited_per_session,
+    client_address_comes_from_trusted_proxies_only,
 );
 
 async fn register_hands_out_tokens_and_a_strict_cookie(backend: Backend) {
@@ -623,4 +626,67 @@ async fn health_reports_the_database(backend: Backend) {
     assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(error_code(down).await, "unavailable");
     server.finish().await;
+}
+
+async fn concurrent_refreshes_with_one_cookie_leave_one_session(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let session = server.register("alice").await;
+    let requests = (0..50).map(|_| server.refresh(&session.cookie));
+    let responses = futures_util::future::join_all(requests).await;
+    let mut cookies = std::collections::HashSet::new();
+    for response in responses {
+        assert_eq!(response.status(), StatusCode::OK, "a race inside the grace window is answered idempotently");
+        cookies.insert(Session::from_response(response).await.cookie);
+    }
+    assert_eq!(cookies.len(), 1, "every racer got the same successor");
+    let successor = cookies.into_iter().next().unwrap();
+    let next = Session::from_response(server.refresh(&successor).await).await;
+    let live: Vec<Value> = server.get_bearer("/auth/sessions", &next.access).await.json().await.unwrap();
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0]["id"], session.sid());
+    server.finish().await;
+}
+
+async fn refreshes_are_rate_limited_per_session(backend: Backend) {
+    let server = TestServer::start_with(backend, |s| {
+        s.refreshes_per_session = gatehouse::config::RateLimit { count: 2, per_seconds: 3600 };
+    })
+    .await;
+    let mut session = server.register("alice").await;
+    for _ in 0..2 {
+        session = Session::from_response(server.refresh(&session.cookie).await).await;
+    }
+    let limited = server.refresh(&session.cookie).await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.headers().contains_key(RETRY_AFTER));
+    assert!(refresh_set_cookie(limited.headers()).is_none(), "a rate limit does not end the session");
+    let other = server.login_ok("alice").await;
+    assert_eq!(server.refresh(&other.cookie).await.status(), StatusCode::OK, "other sessions unaffected");
+    server.finish().await;
+}
+
+async fn client_address_comes_from_trusted_proxies_only(backend: Backend) {
+    let untrusting = TestServer::start(backend).await;
+    async fn login(server: &TestServer) -> reqwest::Response {
+        server
+            .request(Method::POST, "/auth/login", |r| {
+                r.header("x-forwarded-for", "203.0.113.9, 198.51.100.7")
+                    .json(&json!({"username": "alice", "password": PASSWORD}))
+            })
+            .await
+    }
+    untrusting.register("alice").await;
+    let session = Session::from_response(login(&untrusting).await).await;
+    let list: Vec<Value> = untrusting.get_bearer("/auth/sessions", &session.access).await.json().await.unwrap();
+    assert!(list.iter().all(|s| s["ip"] == "127.0.0.1"), "forwarded headers ignored: {list:?}");
+
+    let trusting = untrusting
+        .sibling(|s| s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap(), "198.51.100.0/24".parse().unwrap()])
+        .await;
+    let session = Session::from_response(login(&trusting).await).await;
+    let list: Vec<Value> = trusting.get_bearer("/auth/sessions", &session.access).await.json().await.unwrap();
+    let current = list.iter().find(|s| s["current"] == true).unwrap();
+    assert_eq!(current["ip"], "203.0.113.9", "nearest untrusted address");
+    trusting.stop();
+    untrusting.finish().await;
 }

@@ -2,4 +2,5 @@
 //! case against SQLite and PostgreSQL.
 
 mod auth_api;
+mod cli;
 mod support;
