@@ -3,7 +3,11 @@ import { defineConfig } from "@playwright/test";
 // Tests run against the release build (`make test` builds it first) on a port
 // of their own and a fresh database, so a running dev server is not disturbed.
 const port = Number(process.env.E2E_PORT ?? 3100);
+const shortPort = port + 1;
 export const baseURL = `http://127.0.0.1:${port}`;
+/** The server whose access tokens live ten seconds. */
+export const shortLivedURL = `http://127.0.0.1:${shortPort}`;
+export const databaseUrl = "sqlite://target/e2e/gatehouse.db";
 
 export default defineConfig({
   testDir: "./tests",
@@ -33,18 +37,31 @@ export default defineConfig({
       ],
     },
   },
-  webServer: {
-    command: "rm -rf target/e2e && exec target/release/gatehouse serve",
+  // Two servers, each on a fresh database: the usual one, and one whose access
+  // tokens live ten seconds, for the tests of expiry and silent refresh.
+  webServer: [
+    server(port, "target/e2e", {}),
+    server(shortPort, "target/e2e-short", { GATEHOUSE_ACCESS_TTL: "10" }),
+  ],
+});
+
+function server(listen: number, dir: string, extra: Record<string, string>) {
+  return {
+    command: `rm -rf ${dir} && exec target/release/gatehouse serve`,
     cwd: "..",
-    url: `${baseURL}/healthz`,
+    url: `http://127.0.0.1:${listen}/healthz`,
     reuseExistingServer: false,
     timeout: 60_000,
-    stdout: "pipe",
-    stderr: "pipe",
+    stdout: "pipe" as const,
+    stderr: "pipe" as const,
     env: {
-      LEPTOS_SITE_ADDR: `127.0.0.1:${port}`,
-      DATABASE_URL: "sqlite://target/e2e/gatehouse.db",
+      LEPTOS_SITE_ADDR: `127.0.0.1:${listen}`,
+      DATABASE_URL: `sqlite://${dir}/gatehouse.db`,
       RUST_LOG: "warn",
+      // Many accounts and logins from one address, by design.
+      GATEHOUSE_REGISTRATIONS_PER_IP: "10000/hour",
+      GATEHOUSE_LOGIN_FAILURES_PER_IP: "10000/minute",
+      ...extra,
     },
-  },
-});
+  };
+}

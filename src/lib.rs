@@ -4,6 +4,9 @@
 //! - [`app`]: UI routes and components, compiled for both server and browser.
 //! - [`config`], [`store`], [`server`]: server only (`ssr`).
 
+// Tests may unwrap: a panic there is a failed test, not a crashed server.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 pub mod app;
 #[cfg(feature = "ssr")]
 pub mod auth;

@@ -3,6 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The role every registered user has.
+pub const ROLE_USER: &str = "user";
+/// The role that may see `/admin` and `/api/admin/*`.
+pub const ROLE_ADMIN: &str = "admin";
+
 /// `POST /auth/register` and `POST /auth/login`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +40,16 @@ pub struct Me {
     pub username: String,
     pub role: String,
     pub session_id: String,
+}
+
+/// Who is logged in, as the server found out from the refresh cookie while
+/// rendering a page, with an access token minted for that session. Travels to
+/// the browser in the hydration data, so the page starts with a full token store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageAuth {
+    pub access_token: String,
+    pub expires_in: u64,
+    pub username: String,
 }
 
 /// One entry of `GET /auth/sessions`. Times are Unix seconds.

@@ -1,20 +1,20 @@
 import { expect, test } from "@playwright/test";
-import { HomePage } from "./pages/home";
+import { CredentialsPage, waitForHydration } from "./pages/app";
 
-test("the home page hydrates and answers clicks", async ({ page }) => {
+test("the app hydrates: the strength meter answers typing", async ({ page }) => {
   const errors: string[] = [];
   page.on("pageerror", (err) => errors.push(err.message));
 
-  const home = new HomePage(page);
-  const response = await home.goto();
+  const form = new CredentialsPage(page);
+  const response = await form.gotoRegister();
   expect(response?.status()).toBe(200);
-  await home.waitForHydration();
+  await expect(form.strength).toHaveText("Strength: enter a password");
 
-  // Only the WASM client can handle this click: the server sent a plain button.
-  await home.checkButton.click();
-  await expect(home.checkCount).toHaveText("The client answered once.");
-  await home.checkButton.click();
-  await expect(home.checkCount).toHaveText("The client answered 2 times.");
+  // Only the WASM client rates passwords in the page: the server sent a static meter.
+  await form.password.fill("password");
+  await expect(form.strength).toHaveText("Strength: 0 of 4, too weak");
+  await form.password.fill("violet-harbour-quantum-87");
+  await expect(form.strength).toHaveText(/Strength: [34] of 4, good/);
 
   expect(errors).toEqual([]);
 });
@@ -22,14 +22,14 @@ test("the home page hydrates and answers clicks", async ({ page }) => {
 test("the server sends the page before any script runs", async ({ browser }) => {
   const context = await browser.newContext({ javaScriptEnabled: false });
   const page = await context.newPage();
-  await page.goto("/");
-  await expect(page.getByRole("heading", { name: "Gatehouse" })).toBeVisible();
-  await expect(page.getByTestId("client-status")).toHaveText("Client: server-rendered");
+  await page.goto("/login");
+  await expect(page.getByRole("heading", { name: "Log in" })).toBeVisible();
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(0);
   await context.close();
 });
 
 test("HTML is revalidated, the bundle is compressed and cached for a year", async ({ request }) => {
-  const html = await request.get("/");
+  const html = await request.get("/login");
   expect(html.headers()["cache-control"]).toBe("no-cache");
   const body = await html.text();
 
@@ -53,4 +53,5 @@ test("unknown pages answer 404 with a page", async ({ page }) => {
   const response = await page.goto("/no-such-page");
   expect(response?.status()).toBe(404);
   await expect(page.getByRole("heading", { name: "Page not found" })).toBeVisible();
+  await waitForHydration(page);
 });

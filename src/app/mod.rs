@@ -1,13 +1,33 @@
-//! UI: the document shell, the router and the pages.
+//! UI: the document shell, the router, the pages, and the browser's token
+//! handling.
+//!
+//! - `routes`: which page needs what (one table for the server's and the
+//!   client's guards);
+//! - `auth_store`: the in-memory access token and its claims;
+//! - `guard`: the client-side guards; `pages`: one module per page;
+//! - `data`: what pages load, from the core on the server and the API in the browser;
+//! - `client` (browser only): the API client, the shared refresh, tab cooperation.
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, Title};
-use leptos_router::{
-    components::{Route, Router, Routes},
-    StaticSegment,
-};
+use leptos_router::components::{Route, Router, Routes};
+use leptos_router::{SsrMode, StaticSegment};
 
-mod home;
+pub mod auth_store;
+#[cfg(feature = "hydrate")]
+pub mod client;
+mod components;
+mod data;
+mod guard;
+mod pages;
+pub mod routes;
+
+use auth_store::AuthStore;
+use guard::Protected;
+use pages::{AccountPage, AdminPage, DashboardPage, LoginPage, RegisterPage, SessionsPage};
+use routes::Access;
+
+use crate::protocol::PageAuth;
 
 /// The HTML document the server renders around the app.
 #[cfg(feature = "ssr")]
@@ -19,6 +39,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             <head>
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
                 <AutoReload options=options.clone()/>
                 <HashedStylesheet options=options.clone() id="leptos"/>
                 <HydrationScripts options/>
@@ -31,18 +52,50 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
+/// The session the server's page guard found, if any. Read from the request on
+/// the server; in the browser it arrives with the hydration data instead.
+fn page_auth() -> Option<PageAuth> {
+    #[cfg(feature = "ssr")]
+    return use_context::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<crate::auth::PageSession>().map(|s| s.hydration.clone()));
+    #[cfg(not(feature = "ssr"))]
+    None
+}
+
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    let initial = SharedValue::new(page_auth);
+    let store = AuthStore::new(initial.into_inner());
+    provide_context(store);
+    #[cfg(feature = "hydrate")]
+    {
+        client::start(store);
+        // Lets tests (and curious people) see that the WASM client is running.
+        Effect::new(|_| {
+            let _ = document().body().map(|body| body.set_attribute("data-hydrated", "true"));
+        });
+    }
 
+    let protected = |access: Access, page: fn() -> AnyView| {
+        move || view! { <Protected access=access>{page()}</Protected> }
+    };
     view! {
         <Title text="Gatehouse"/>
         <Router>
-            <main>
-                <Routes fallback=NotFound>
-                    <Route path=StaticSegment("") view=home::HomePage/>
-                </Routes>
-            </main>
+            <Routes fallback=NotFound>
+                <Route path=StaticSegment("login") view=LoginPage/>
+                <Route path=StaticSegment("register") view=RegisterPage/>
+                // Async: protected pages arrive complete, readable without JavaScript.
+                <Route path=StaticSegment("") ssr=SsrMode::Async
+                    view=protected(Access::Member, || DashboardPage().into_any())/>
+                <Route path=StaticSegment("sessions") ssr=SsrMode::Async
+                    view=protected(Access::Member, || SessionsPage().into_any())/>
+                <Route path=StaticSegment("account") ssr=SsrMode::Async
+                    view=protected(Access::Member, || AccountPage().into_any())/>
+                <Route path=StaticSegment("admin") ssr=SsrMode::Async
+                    view=protected(Access::Admin, || AdminPage().into_any())/>
+            </Routes>
         </Router>
     }
 }
@@ -55,9 +108,11 @@ fn NotFound() -> impl IntoView {
     }
     view! {
         <Title text="Not found · Gatehouse"/>
-        <section class="card">
-            <h1>"Page not found"</h1>
-            <p><a href="/">"Back to the start page"</a></p>
-        </section>
+        <main class="narrow">
+            <section class="card">
+                <h1>"Page not found"</h1>
+                <p><a href=routes::DASHBOARD>"Back to the start page"</a></p>
+            </section>
+        </main>
     }
 }

@@ -29,13 +29,20 @@ use revocation::RevokedSessions;
 
 use crate::config::Settings;
 use crate::protocol::{
-    password_rule, username_rule, AccessClaims, AuditEventView, Credentials, Me, PasswordChange, SessionView,
-    UserView,
+    password_rule, username_rule, AccessClaims, AuditEventView, Credentials, Me, PageAuth, PasswordChange,
+    SessionView, UserView,
 };
 use crate::store::{AuditRecord, NewSession, Rotation, SessionRecord, Store, StoreError, Successor, UserRecord};
 
-pub const ROLE_USER: &str = "user";
-pub const ROLE_ADMIN: &str = "admin";
+pub use crate::protocol::{ROLE_ADMIN, ROLE_USER};
+
+/// The session behind a page request, as the page guard found it: the claims
+/// for the server's own use while rendering, and what the browser receives.
+#[derive(Debug, Clone)]
+pub struct PageSession {
+    pub claims: AccessClaims,
+    pub hydration: PageAuth,
+}
 
 /// How many users or events the admin listings return at most.
 const ADMIN_LIST_LIMIT: i64 = 200;
@@ -366,6 +373,32 @@ impl Auth {
             refresh,
             session,
         })
+    }
+
+    /// Who the refresh cookie belongs to, for rendering a page: the session is
+    /// looked up but not rotated (a page load must not race the tabs' refreshes),
+    /// and a fresh access token is minted for it.
+    pub async fn page_session(&self, cookie: Option<&str>) -> Result<Option<PageSession>, AuthError> {
+        let Some(token) = cookie.and_then(RefreshToken::parse) else {
+            return Ok(None);
+        };
+        let now = self.now();
+        let session = self
+            .store
+            .session_for_page(&token.hash(), now, self.settings.refresh_grace)
+            .await?;
+        let Some(session) = session.filter(|s| !self.revoked.contains(&s.id)) else {
+            return Ok(None);
+        };
+        let access = self.tokens.issue(&session.user_id, &session.role, &session.id, now)?;
+        Ok(Some(PageSession {
+            claims: access.claims,
+            hydration: PageAuth {
+                access_token: access.token,
+                expires_in: access.expires_in,
+                username: session.username,
+            },
+        }))
     }
 
     /// Ends the session the refresh token belongs to. Quietly does nothing

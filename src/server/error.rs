@@ -42,6 +42,11 @@ const EXPIRED_TOKEN_CHALLENGE: &str =
     r#"Bearer realm="gatehouse", error="invalid_token", error_description="The access token expired""#;
 
 impl ApiError {
+    /// The stable error code the API answers with, for callers that answer otherwise (form redirects).
+    pub fn code(&self) -> &'static str {
+        self.status_and_code().1
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         use AuthError as A;
         match self {

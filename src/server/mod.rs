@@ -23,7 +23,9 @@ mod auth_api;
 pub mod cookies;
 pub mod error;
 pub mod extract;
+mod forms;
 pub mod guards;
+mod pages;
 
 use cookies::CookiePolicy;
 use error::ApiError;
@@ -66,6 +68,8 @@ pub fn app(state: AppState) -> Router {
             },
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        // Before anything renders: redirect visitors a page is not for.
+        .layer(middleware::from_fn_with_state(state.clone(), pages::guard_pages))
         // HTML is revalidated on every load; pages that carry user data set
         // `no-store` themselves, which this leaves alone.
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -76,6 +80,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .merge(auth_api::routes(&state))
+        .merge(forms::routes(&state))
         .nest_service("/pkg", site_pkg_service(&state.leptos))
         .merge(pages)
         .layer(DefaultBodyLimit::max(guards::MAX_BODY_BYTES))

@@ -139,14 +139,15 @@ impl Store {
     }
 
     /// The live session a refresh token belongs to, without rotating it: what a
-    /// page load uses to know who is asking.
-    pub async fn session_by_current_token(&self, hash: &str, now: i64) -> Result<Option<SessionRecord>, StoreError> {
+    /// page load uses to know who is asking. A token rotated less than `grace`
+    /// seconds ago still counts (another tab may have just refreshed).
+    pub async fn session_for_page(&self, hash: &str, now: i64, grace: i64) -> Result<Option<SessionRecord>, StoreError> {
         let sql = format!(
             "SELECT {SESSION_COLUMNS} FROM refresh_tokens t
              JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
-             WHERE t.hash = $1 AND t.rotated_at IS NULL"
+             WHERE t.hash = $1 AND (t.rotated_at IS NULL OR t.rotated_at >= $2)"
         );
-        let row = sqlx::query(&sql).bind(hash).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql).bind(hash).bind(now - grace).fetch_optional(&self.pool).await?;
         let session = row.as_ref().map(SessionRecord::from_row).transpose()?;
         Ok(session.filter(|s| s.is_live(now)))
     }

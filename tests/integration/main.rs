@@ -1,6 +1,9 @@
 //! The integration suite: one binary, a real server over HTTP, every storage
 //! case against SQLite and PostgreSQL.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod auth_api;
 mod cli;
+mod pages;
 mod support;

@@ -1,0 +1,101 @@
+import { expect, test, type Page } from "@playwright/test";
+import { createAccount, createAdmin, logIn } from "./support";
+import { databaseUrl } from "../playwright.config";
+import { waitForHydration } from "./pages/app";
+
+/**
+ * Records every state of the page from the first paint: installed before any
+ * of the page's own scripts, it notes after each DOM change whether the login
+ * form and whether protected content were in the document.
+ */
+async function recordStates(page: Page) {
+  await page.addInitScript(() => {
+    const states: { loginForm: boolean; protected: boolean }[] = [];
+    (window as any).__states = states;
+    const note = () =>
+      states.push({
+        loginForm: !!document.querySelector("[data-testid=credentials-form]"),
+        protected: !!document.querySelector(".site-header, [data-testid=dashboard-username], [data-testid=sessions]"),
+      });
+    new MutationObserver(note).observe(document, { childList: true, subtree: true, attributes: true, characterData: true });
+    note();
+  });
+}
+
+async function states(page: Page) {
+  return (await page.evaluate(() => (window as any).__states)) as { loginForm: boolean; protected: boolean }[];
+}
+
+test("a logged-in load of a protected page never shows the login form", async ({ page, request }) => {
+  await logIn(page, await createAccount(request));
+  await recordStates(page);
+  await page.goto("/sessions");
+  await waitForHydration(page);
+  await expect(page.getByTestId("this-device")).toBeVisible();
+  const seen = await states(page);
+  expect(seen.length).toBeGreaterThan(3);
+  expect(seen.filter((s) => s.loginForm)).toEqual([]);
+  expect(seen.at(-1)!.protected).toBe(true);
+});
+
+test("a logged-in load of /login never shows the login form", async ({ page, request }) => {
+  await logIn(page, await createAccount(request));
+  await recordStates(page);
+  await page.goto("/login");
+  await waitForHydration(page);
+  await expect(page).toHaveURL("/");
+  expect((await states(page)).filter((s) => s.loginForm)).toEqual([]);
+});
+
+test("a logged-out load of /login never shows protected content", async ({ page }) => {
+  await recordStates(page);
+  await page.goto("/login");
+  await waitForHydration(page);
+  // Long enough for the silent refresh to have been answered.
+  await page.waitForLoadState("networkidle");
+  const seen = await states(page);
+  expect(seen.filter((s) => s.protected)).toEqual([]);
+  expect(seen.at(-1)!.loginForm).toBe(true);
+});
+
+test("a logged-out load of a protected page never shows protected content", async ({ page }) => {
+  await recordStates(page);
+  await page.goto("/account");
+  await waitForHydration(page);
+  await page.waitForLoadState("networkidle");
+  expect((await states(page)).filter((s) => s.protected)).toEqual([]);
+});
+
+const PAGES = ["/login", "/register", "/", "/sessions", "/account", "/admin"];
+
+for (const [label, size] of [
+  ["desktop", { width: 1280, height: 800 }],
+  ["phone", { width: 360, height: 740 }],
+] as const) {
+  test(`every page, screenshotted on ${label}, fits the width`, async ({ browser, request }, testInfo) => {
+    const admin = createAdmin(databaseUrl);
+    await createAccount(request);
+    const context = await browser.newContext({ viewport: size });
+    const page = await context.newPage();
+    for (const path of PAGES.slice(0, 2)) {
+      await page.goto(path);
+      await waitForHydration(page);
+      await shoot(page, path, label, testInfo.outputPath.bind(testInfo));
+    }
+    await logIn(page, admin);
+    for (const path of PAGES.slice(2)) {
+      await page.goto(path);
+      await waitForHydration(page);
+      await shoot(page, path, label, testInfo.outputPath.bind(testInfo));
+    }
+    await context.close();
+  });
+}
+
+async function shoot(page: Page, path: string, label: string, outputPath: (name: string) => string) {
+  await expect(page.locator("h1").first()).toBeVisible();
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  expect(overflow, `${path} scrolls sideways on ${label}`).toBeLessThanOrEqual(0);
+  const name = path === "/" ? "dashboard" : path.slice(1);
+  await page.screenshot({ path: outputPath(`${label}-${name}.png`), fullPage: true });
+}

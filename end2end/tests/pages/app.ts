@@ -1,0 +1,80 @@
+import { expect, type Locator, type Page } from "@playwright/test";
+
+/** Waits until the WASM client has hydrated the page. */
+export async function waitForHydration(page: Page) {
+  await page.locator("body[data-hydrated='true']").waitFor({ state: "attached" });
+}
+
+/** `/login` and `/register`: the same form. */
+export class CredentialsPage {
+  readonly username: Locator;
+  readonly password: Locator;
+  readonly submit: Locator;
+  readonly error: Locator;
+  readonly strength: Locator;
+
+  constructor(readonly page: Page) {
+    this.username = page.getByLabel("Username");
+    this.password = page.getByLabel("Password", { exact: true });
+    this.submit = page.getByTestId("submit");
+    this.error = page.getByTestId("error-message");
+    this.strength = page.getByTestId("strength-label");
+  }
+
+  async gotoLogin(next?: string) {
+    const response = await this.page.goto(next ? `/login?next=${encodeURIComponent(next)}` : "/login");
+    await waitForHydration(this.page);
+    return response;
+  }
+
+  async gotoRegister() {
+    const response = await this.page.goto("/register");
+    await waitForHydration(this.page);
+    return response;
+  }
+
+  async fill(username: string, password: string) {
+    await this.username.fill(username);
+    await this.password.fill(password);
+    await this.submit.click();
+  }
+}
+
+/** What every protected page shows, and the dashboard. */
+export class AppPage {
+  readonly headerUsername: Locator;
+  readonly logout: Locator;
+  readonly dashboardUsername: Locator;
+  readonly role: Locator;
+  readonly session: Locator;
+  readonly countdown: Locator;
+  readonly askServer: Locator;
+  readonly answer: Locator;
+  readonly sessions: Locator;
+  readonly thisDevice: Locator;
+  readonly logoutAll: Locator;
+
+  constructor(readonly page: Page) {
+    this.headerUsername = page.getByTestId("header-username");
+    this.logout = page.getByTestId("logout");
+    this.dashboardUsername = page.getByTestId("dashboard-username");
+    this.role = page.getByTestId("dashboard-role");
+    this.session = page.getByTestId("dashboard-session");
+    this.countdown = page.getByTestId("token-countdown");
+    this.askServer = page.getByTestId("ask-server");
+    this.answer = page.getByTestId("status-message");
+    this.sessions = page.getByTestId("session");
+    this.thisDevice = page.getByTestId("this-device");
+    this.logoutAll = page.getByTestId("logout-all");
+  }
+
+  nav(name: "Dashboard" | "Sessions" | "Account" | "Admin") {
+    return this.page.getByRole("navigation", { name: "Main" }).getByRole("link", { name, exact: true });
+  }
+
+  async expectDashboardOf(username: string) {
+    await expect(this.page).toHaveURL(/\/$/);
+    await expect(this.dashboardUsername).toHaveText(username);
+    await expect(this.headerUsername).toHaveText(username);
+  }
+}

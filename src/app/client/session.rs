@@ -1,0 +1,158 @@
+//! Refreshing the access token and ending the session, from the browser's side.
+//!
+//! One refresh at a time per tab: every caller that needs a new token while a
+//! refresh is running awaits that same refresh. Across tabs a Web Lock
+//! serializes refreshes (see `tabs`), and the server's grace window makes a race
+//! harmless when the lock is not available.
+
+use std::cell::RefCell;
+
+use futures::future::{FutureExt as _, LocalBoxFuture, Shared};
+use gloo_net::http::Method;
+use leptos::prelude::*;
+
+use super::http::{send_once, ClientError};
+use super::tabs::{self, TabMessage};
+use crate::app::auth_store::{now_seconds, AccessToken, AuthStore};
+use crate::app::routes::{access_for, login_url, Access, LOGIN};
+use crate::protocol::{Me, TokenResponse};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshError {
+    /// The server refused the refresh cookie: the session is over.
+    Rejected,
+    /// No answer, or a transient one (rate limit, outage): try again later.
+    Unavailable,
+}
+
+type RefreshFuture = Shared<LocalBoxFuture<'static, Result<AccessToken, RefreshError>>>;
+
+thread_local! {
+    static IN_FLIGHT: RefCell<Option<RefreshFuture>> = const { RefCell::new(None) };
+}
+
+/// A token newer than `stale` that is still active, if the store has one: then
+/// someone (this tab or another) already refreshed.
+fn fresher_than(store: AuthStore, stale: Option<&AccessToken>) -> Option<AccessToken> {
+    let current = store.current()?;
+    (current.is_active(now_seconds()) && stale != Some(&current)).then_some(current)
+}
+
+/// A new access token for the session behind the refresh cookie. `stale` is the
+/// token the caller found wanting (none if the store was empty).
+pub async fn refresh(store: AuthStore, stale: Option<AccessToken>) -> Result<AccessToken, RefreshError> {
+    if let Some(current) = fresher_than(store, stale.as_ref()) {
+        return Ok(current);
+    }
+    let shared = IN_FLIGHT.with(|slot| {
+        slot.borrow_mut()
+            .get_or_insert_with(|| run(store, stale).boxed_local().shared())
+            .clone()
+    });
+    let result = shared.clone().await;
+    IN_FLIGHT.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        if slot.as_ref().is_some_and(|running| running.ptr_eq(&shared)) {
+            *slot = None;
+        }
+    });
+    result
+}
+
+async fn run(store: AuthStore, stale: Option<AccessToken>) -> Result<AccessToken, RefreshError> {
+    let token = tabs::with_refresh_lock(async move {
+        // Another tab may have refreshed while this one waited for the lock.
+        if let Some(current) = fresher_than(store, stale.as_ref()) {
+            return Ok(current);
+        }
+        let response = send_once(Method::POST, "/auth/refresh", None, None)
+            .await
+            .map_err(|_| RefreshError::Unavailable)?;
+        match response.status() {
+            200 => {
+                let body: TokenResponse = response.json().await.map_err(|_| RefreshError::Unavailable)?;
+                let token = store.set_token(&body.access_token).ok_or(RefreshError::Unavailable)?;
+                tabs::announce(&TabMessage::Token {
+                    access_token: body.access_token,
+                    username: store.username_untracked(),
+                });
+                Ok(token)
+            }
+            401 => Err(RefreshError::Rejected),
+            _ => Err(RefreshError::Unavailable),
+        }
+    })
+    .await?;
+    if store.username_untracked().is_none() {
+        fill_username(store, &token).await;
+    }
+    Ok(token)
+}
+
+/// After a refresh that started from an empty store, the page still needs to
+/// know whose session it is.
+async fn fill_username(store: AuthStore, token: &AccessToken) {
+    let Ok(response) = send_once(Method::GET, "/api/me", None, Some(token)).await else {
+        return;
+    };
+    if let Ok(me) = response.json::<Me>().await {
+        store.set_username(me.username);
+    }
+}
+
+/// [`refresh`], and when the server refuses it, the end of the session here and
+/// in every other tab, and a trip to `/login?next=<here>`.
+pub async fn refresh_or_sign_out(store: AuthStore, stale: Option<AccessToken>) -> Result<AccessToken, ClientError> {
+    match refresh(store, stale).await {
+        Ok(token) => Ok(token),
+        Err(RefreshError::Rejected) => {
+            sign_out(store, true);
+            Err(ClientError::SignedOut)
+        }
+        Err(RefreshError::Unavailable) => Err(ClientError::Unavailable),
+    }
+}
+
+/// Ends the session in this tab and every other: the store is emptied and the
+/// page replaced by the login page, which drops everything held in memory.
+/// `keep_place` adds `next=<here>` so logging in again comes back.
+pub fn sign_out(store: AuthStore, keep_place: bool) {
+    store.end();
+    tabs::announce(&TabMessage::LoggedOut);
+    leave_for_login(keep_place);
+}
+
+pub(super) fn leave_for_login(keep_place: bool) {
+    let location = location();
+    let path = location.pathname().unwrap_or_default();
+    if access_for(&path) == Access::GuestOnly {
+        return;
+    }
+    let target = if keep_place {
+        let here = format!("{path}{}", location.search().unwrap_or_default());
+        login_url(&here)
+    } else {
+        LOGIN.to_string()
+    };
+    let _ = location.replace(&target);
+}
+
+/// After a login or registration in this tab: the store takes the token and
+/// every other tab may continue with it.
+pub fn logged_in(store: AuthStore, access_token: &str, username: String) {
+    if store.set_token(access_token).is_some() {
+        store.set_username(username.clone());
+        tabs::announce(&TabMessage::Token {
+            access_token: access_token.to_string(),
+            username: Some(username),
+        });
+    }
+}
+
+/// The logout button: ends the session on the server (which clears the
+/// cookie), then here and in every other tab.
+pub async fn log_out(store: AuthStore) {
+    // Whatever the server answers, this browser is done with the session.
+    let _ = send_once(Method::POST, "/auth/logout", None, None).await;
+    sign_out(store, false);
+}

@@ -1,0 +1,195 @@
+//! Pieces several pages share: the header, announcements, the strength meter,
+//! the 403 page, and the sentences for the server's error codes.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::components::A;
+use leptos_router::hooks::use_query_map;
+
+use super::auth_store::AuthStore;
+use super::data::LoadError;
+use super::routes::{ACCOUNT, ADMIN, DASHBOARD, SESSIONS};
+use crate::protocol::{password_rule, ROLE_ADMIN};
+
+/// What a person reads for an error code of the API or a form redirect.
+pub fn error_message(code: &str) -> &'static str {
+    match code {
+        "invalid_credentials" => "Wrong username or password.",
+        "wrong_password" => "Your current password is not right.",
+        "username_taken" => "That username is taken. Pick another.",
+        "invalid_username" => "A username has 3 to 32 letters, digits, '.', '_' or '-'.",
+        "weak_password" => "That password is too easy to guess.",
+        "rate_limited" => "Too many attempts. Wait a little and try again.",
+        "not_found" => "That no longer exists.",
+        "forbidden" => "You are not allowed to do that.",
+        "cross_site_request" => "The request came from another site and was refused.",
+        "signed_out" => "Your session has ended. Log in again.",
+        "bad_request" => "The form was incomplete. Fill in every field.",
+        _ => "The server could not do that just now. Try again.",
+    }
+}
+
+/// What a person reads for a success code of a form redirect.
+pub fn notice_message(code: &str) -> Option<&'static str> {
+    match code {
+        "password_changed" => Some("Password changed. Your other sessions were signed out."),
+        "session_revoked" => Some("The session was signed out."),
+        _ => None,
+    }
+}
+
+/// The error and notice a page announces, starting from the `?error=` and
+/// `?notice=` codes a form post without JavaScript came back with.
+pub fn page_messages() -> (RwSignal<Option<String>>, RwSignal<Option<String>>) {
+    let query = use_query_map();
+    let error = query.with_untracked(|q| q.get("error")).map(|code| error_message(&code).to_string());
+    let notice = query.with_untracked(|q| q.get("notice")).and_then(|code| notice_message(&code));
+    (RwSignal::new(error), RwSignal::new(notice.map(str::to_string)))
+}
+
+/// What a page loaded, rendered by `render`, with a placeholder while it loads
+/// and the reason when it could not.
+pub fn loaded<T, V>(
+    resource: Resource<Result<T, LoadError>>,
+    loading: &'static str,
+    render: impl Fn(T) -> V + Copy + Send + Sync + 'static,
+) -> impl IntoView
+where
+    T: Clone + Send + Sync + 'static,
+    V: IntoView + 'static,
+{
+    view! {
+        <Suspense fallback=move || view! { <p aria-busy="true">{loading}</p> }>
+            {move || Suspend::new(async move {
+                match resource.await {
+                    Ok(value) => render(value).into_any(),
+                    Err(err) => view! { <p class="error" role="alert">{err.to_string()}</p> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+/// A region screen readers announce when its text changes.
+#[component]
+pub fn Announce(
+    #[prop(into)] message: Signal<Option<String>>,
+    #[prop(default = "error")] kind: &'static str,
+) -> impl IntoView {
+    let role = if kind == "error" { "alert" } else { "status" };
+    view! {
+        <p class=move || format!("announce {kind}") role=role aria-live="polite" data-testid=format!("{kind}-message")>
+            {move || message.get().unwrap_or_default()}
+        </p>
+    }
+}
+
+/// The live strength meter: the same rule the server applies.
+#[component]
+pub fn StrengthMeter(#[prop(into)] password: Signal<String>, #[prop(into)] username: Signal<String>) -> impl IntoView {
+    let strength = Memo::new(move |_| {
+        let password = password.get();
+        let username = username.get();
+        (!password.is_empty()).then(|| password_rule::check(&password, &[&username]))
+    });
+    let score = move || strength.with(|s| s.as_ref().map_or(0, |s| s.score));
+    let label = move || match strength.get() {
+        None => "Strength: enter a password".to_string(),
+        Some(s) if s.acceptable() => format!("Strength: {} of 4, good", s.score),
+        Some(s) => format!("Strength: {} of 4, too weak", s.score),
+    };
+    view! {
+        <div class="strength" data-testid="strength">
+            <meter min="0" max="4" low="2.5" high="3.5" optimum="4" value=score aria-label="Password strength"></meter>
+            <p class="hint" aria-live="polite" data-testid="strength-label">{label}</p>
+            <ul class="hint">
+                {move || strength.get().map(|s| s.reasons).unwrap_or_default().into_iter().map(|r| view! { <li>{r}</li> }).collect_view()}
+            </ul>
+        </div>
+    }
+}
+
+/// The header of every protected page: where you are, who you are, logout.
+#[component]
+pub fn Header() -> impl IntoView {
+    let store = AuthStore::from_context();
+    let is_admin = move || store.claims().is_some_and(|c| c.role == ROLE_ADMIN);
+    let log_out = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        #[cfg(feature = "hydrate")]
+        leptos::task::spawn_local(super::client::log_out(store));
+    };
+    view! {
+        <header class="site-header">
+            <a class="brand" href=DASHBOARD>"Gatehouse"</a>
+            <nav aria-label="Main">
+                <A href=DASHBOARD exact=true>"Dashboard"</A>
+                <A href=SESSIONS>"Sessions"</A>
+                <A href=ACCOUNT>"Account"</A>
+                <Show when=is_admin><A href=ADMIN>"Admin"</A></Show>
+            </nav>
+            <div class="who">
+                <span data-testid="header-username">{move || store.username().unwrap_or_default()}</span>
+                <form method="post" action="/logout" on:submit=log_out>
+                    <button type="submit" class="secondary" data-testid="logout">"Log out"</button>
+                </form>
+            </div>
+        </header>
+    }
+}
+
+/// The page a user sees for a page of another role; the server answers it with 403.
+#[component]
+pub fn Forbidden() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(http::StatusCode::FORBIDDEN);
+    }
+    view! {
+        <Title text="Not allowed · Gatehouse"/>
+        <section class="card" data-testid="forbidden">
+            <h1>"Not allowed"</h1>
+            <p>"This page is for administrators only."</p>
+            <p><a href=DASHBOARD>"Back to your dashboard"</a></p>
+        </section>
+    }
+}
+
+/// `1 h 2 min`, `3 min 4 s`, `5 s`.
+pub fn duration_text(seconds: i64) -> String {
+    let seconds = seconds.max(0);
+    match (seconds / 3600, seconds % 3600 / 60, seconds % 60) {
+        (0, 0, s) => format!("{s} s"),
+        (0, m, s) => format!("{m} min {s} s"),
+        (h, m, _) => format!("{h} h {m} min"),
+    }
+}
+
+/// A Unix time as `YYYY-MM-DD HH:MM UTC`, the same on server and browser.
+pub fn time_text(unix: i64) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_as_dates() {
+        assert_eq!(time_text(0), "1970-01-01 00:00 UTC");
+        assert_eq!(time_text(1_795_000_000), "2026-11-18 11:06 UTC");
+        assert_eq!(time_text(951_782_400), "2000-02-29 00:00 UTC");
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(duration_text(5), "5 s");
+        assert_eq!(duration_text(125), "2 min 5 s");
+        assert_eq!(duration_text(3_725), "1 h 2 min");
+        assert_eq!(duration_text(-3), "0 s");
+    }
+}

@@ -1,0 +1,75 @@
+//! Guards in the browser. The server's guard (`server::pages`) has already
+//! redirected before the first render; these keep the same rules for
+//! client-side navigation, deciding before the target page renders.
+
+use leptos::prelude::*;
+use leptos_router::hooks::use_navigate;
+use leptos_router::NavigateOptions;
+
+use super::auth_store::AuthStore;
+use super::components::{Forbidden, Header};
+use super::routes::Access;
+use crate::protocol::ROLE_ADMIN;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    Allow,
+    Forbid,
+    /// No token yet: a refresh decides, and nothing protected renders meanwhile.
+    Wait,
+}
+
+/// Renders `children` only for a logged-in user allowed by `access`. Without a
+/// token it refreshes first; a refused refresh goes to `/login?next=<here>`.
+#[component]
+pub fn Protected(access: Access, children: ChildrenFn) -> impl IntoView {
+    let store = AuthStore::from_context();
+    // A memo, so a refreshed token of the same user does not re-render the page.
+    let decision = Memo::new(move |_| match store.claims() {
+        Some(claims) if access == Access::Admin && claims.role != ROLE_ADMIN => Decision::Forbid,
+        Some(_) => Decision::Allow,
+        None => Decision::Wait,
+    });
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| {
+        if decision.get() == Decision::Wait && !store.has_ended() {
+            leptos::task::spawn_local(async move {
+                let _ = super::client::refresh_or_sign_out(store, None).await;
+            });
+        }
+    });
+    move || match decision.get() {
+        Decision::Allow => view! { <Header/> <main>{children()}</main> }.into_any(),
+        Decision::Forbid => view! { <Header/> <main><Forbidden/></main> }.into_any(),
+        Decision::Wait => view! {
+            <main><p class="placeholder" aria-busy="true" data-testid="guard-waiting">"Checking your session…"</p></main>
+        }
+        .into_any(),
+    }
+}
+
+/// For `/login` and `/register`: once a session exists (this page logged in,
+/// another tab did, or a silent refresh worked), go on to `next`. On arrival
+/// it tries that silent refresh once: a visitor coming from another site has a
+/// cookie the browser did not send with the first request.
+pub fn leave_when_logged_in(next: Memo<String>) {
+    let store = AuthStore::from_context();
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        if store.is_logged_in() {
+            navigate(
+                &next.get_untracked(),
+                NavigateOptions {
+                    replace: true,
+                    ..Default::default()
+                },
+            );
+        }
+    });
+    #[cfg(feature = "hydrate")]
+    if !store.is_logged_in_untracked() {
+        leptos::task::spawn_local(async move {
+            let _ = super::client::refresh(store, None).await;
+        });
+    }
+}

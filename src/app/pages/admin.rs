@@ -1,0 +1,67 @@
+//! `/admin`: users and recent security events, for administrators only (the
+//! guard answers 403 to everyone else).
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use crate::app::components::{loaded, time_text};
+use crate::app::data;
+use crate::protocol::{AuditEventView, UserView};
+
+#[component]
+pub fn AdminPage() -> impl IntoView {
+    let users = Resource::new(|| (), |()| data::admin_users());
+    let events = Resource::new(|| (), |()| data::admin_events());
+    view! {
+        <Title text="Admin · Gatehouse"/>
+        <section class="card">
+            <h1>"Users"</h1>
+            {loaded(users, "Loading users…", users_table)}
+        </section>
+        <section class="card">
+            <h2>"Recent security events"</h2>
+            {loaded(events, "Loading events…", events_table)}
+        </section>
+    }
+}
+
+fn users_table(users: Vec<UserView>) -> impl IntoView {
+    view! {
+        <div class="table-wrap">
+            <table data-testid="admin-users">
+                <thead><tr><th scope="col">"Username"</th><th scope="col">"Role"</th><th scope="col">"Created"</th></tr></thead>
+                <tbody>
+                    {users.into_iter().map(|u| view! {
+                        <tr><td>{u.username}</td><td>{u.role}</td><td>{time_text(u.created_at)}</td></tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </div>
+    }
+}
+
+fn events_table(events: Vec<AuditEventView>) -> impl IntoView {
+    view! {
+        <div class="table-wrap">
+            <table data-testid="admin-events">
+                <thead>
+                    <tr>
+                        <th scope="col">"When"</th><th scope="col">"Event"</th><th scope="col">"User"</th>
+                        <th scope="col">"IP"</th><th scope="col">"Detail"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {events.into_iter().map(|e| view! {
+                        <tr>
+                            <td>{time_text(e.at)}</td>
+                            <td>{e.kind}</td>
+                            <td>{e.username.unwrap_or_default()}</td>
+                            <td>{e.ip.unwrap_or_default()}</td>
+                            <td>{e.detail.unwrap_or_default()}</td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </div>
+    }
+}

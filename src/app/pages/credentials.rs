@@ -1,0 +1,120 @@
+//! `/login` and `/register`: one form, posted as a plain form without
+//! JavaScript (`server::forms`) and sent to the JSON API with it.
+
+use leptos::ev::SubmitEvent;
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
+
+use crate::app::auth_store::AuthStore;
+use crate::app::components::{page_messages, Announce, StrengthMeter};
+#[cfg(feature = "hydrate")]
+use crate::app::components::{error_message};
+use crate::app::guard::leave_when_logged_in;
+use crate::app::routes::{safe_next, with_next, LOGIN, REGISTER};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Login,
+    Register,
+}
+
+#[component]
+pub fn LoginPage() -> impl IntoView {
+    view! { <CredentialsPage purpose=Purpose::Login/> }
+}
+
+#[component]
+pub fn RegisterPage() -> impl IntoView {
+    view! { <CredentialsPage purpose=Purpose::Register/> }
+}
+
+#[component]
+fn CredentialsPage(purpose: Purpose) -> impl IntoView {
+    let query = use_query_map();
+    let next = Memo::new(move |_| safe_next(query.with(|q| q.get("next")).as_deref()));
+    leave_when_logged_in(next);
+
+    let store = AuthStore::from_context();
+    let username = RwSignal::new(String::new());
+    let password = RwSignal::new(String::new());
+    let (error, _) = page_messages();
+    let pending = RwSignal::new(false);
+
+    let submit = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        if pending.get_untracked() {
+            return;
+        }
+        #[cfg(feature = "hydrate")]
+        {
+            use crate::app::client::{logged_in, Api, ClientError};
+            use crate::protocol::{Credentials, TokenResponse};
+
+            pending.set(true);
+            error.set(None);
+            let credentials = Credentials {
+                username: username.get_untracked(),
+                password: password.get_untracked(),
+            };
+            let path = match purpose {
+                Purpose::Login => "/auth/login",
+                Purpose::Register => "/auth/register",
+            };
+            leptos::task::spawn_local(async move {
+                match Api::new(store).post_public::<_, TokenResponse>(path, &credentials).await {
+                    // The guard's effect goes on to `next` once the store holds the token.
+                    Ok(body) => logged_in(store, &body.access_token, credentials.username),
+                    Err(err) => error.set(Some(describe(&err))),
+                }
+                pending.set(false);
+            });
+
+            fn describe(err: &ClientError) -> String {
+                let base = error_message(err.code());
+                match (err.code(), err.retry_after()) {
+                    ("rate_limited", Some(seconds)) => format!("Too many attempts. Try again in {seconds} s."),
+                    ("weak_password", _) => format!("{base} {}", err.reasons().join(" ")),
+                    _ => base.to_string(),
+                }
+            }
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = store;
+    };
+
+    let (title, heading, action, button, autocomplete) = match purpose {
+        Purpose::Login => ("Log in · Gatehouse", "Log in", LOGIN, "Log in", "current-password"),
+        Purpose::Register => ("Create an account · Gatehouse", "Create an account", REGISTER, "Create account", "new-password"),
+    };
+    let other = move || {
+        let target = next.get();
+        let keep = |page: &str| with_next(page, &target);
+        match purpose {
+            Purpose::Login => view! { <p>"New here? " <a href=keep(REGISTER)>"Create an account"</a></p> }.into_any(),
+            Purpose::Register => view! { <p>"Have an account? " <a href=keep(LOGIN)>"Log in"</a></p> }.into_any(),
+        }
+    };
+
+    view! {
+        <Title text=title/>
+        <main class="narrow">
+            <section class="card">
+                <h1>{heading}</h1>
+                <form method="post" action=action on:submit=submit data-testid="credentials-form">
+                    <input type="hidden" name="next" value=move || next.get()/>
+                    <label for="username">"Username"</label>
+                    <input id="username" name="username" type="text" autocomplete="username" required
+                        autocapitalize="none" spellcheck="false" bind:value=username/>
+                    <label for="password">"Password"</label>
+                    <input id="password" name="password" type="password" autocomplete=autocomplete required
+                        bind:value=password/>
+                    {(purpose == Purpose::Register).then(|| view! { <StrengthMeter password=password username=username/> })}
+                    <Announce message=error/>
+                    <button type="submit" disabled=move || pending.get() data-testid="submit">{button}</button>
+                </form>
+                {other}
+            </section>
+        </main>
+    }
+}

@@ -1,0 +1,133 @@
+//! `/sessions`: every live session of the user, this device marked; sign one
+//! out, or all of them.
+
+use leptos::ev::SubmitEvent;
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use crate::app::auth_store::AuthStore;
+use crate::app::components::{loaded, page_messages, time_text, Announce};
+#[cfg(feature = "hydrate")]
+use crate::app::components::{error_message, notice_message};
+use crate::app::data;
+use crate::protocol::SessionView;
+
+#[component]
+pub fn SessionsPage() -> impl IntoView {
+    let store = AuthStore::from_context();
+    let version = RwSignal::new(0u32);
+    let sessions = Resource::new(move || version.get(), |_| data::sessions());
+    let (error, notice) = page_messages();
+
+    let revoke = move |id: String| {
+        #[cfg(feature = "hydrate")]
+        leptos::task::spawn_local(async move {
+            use crate::app::client::Api;
+            use gloo_net::http::Method;
+            let path = format!("/auth/sessions/{id}");
+            match Api::new(store).send::<()>(Method::DELETE, &path, None).await {
+                Ok(()) => {
+                    error.set(None);
+                    notice.set(notice_message("session_revoked").map(str::to_string));
+                    version.update(|v| *v += 1);
+                }
+                Err(err) => error.set(Some(error_message(err.code()).to_string())),
+            }
+        });
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (id, store);
+    };
+    let log_out_everywhere = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        #[cfg(feature = "hydrate")]
+        leptos::task::spawn_local(async move {
+            use crate::app::client::{sign_out, Api};
+            use gloo_net::http::Method;
+            match Api::new(store).send::<()>(Method::POST, "/auth/logout-all", None).await {
+                Ok(()) => sign_out(store, false),
+                Err(err) => error.set(Some(error_message(err.code()).to_string())),
+            }
+        });
+    };
+
+    view! {
+        <Title text="Sessions · Gatehouse"/>
+        <section class="card">
+            <h1>"Your sessions"</h1>
+            <p class="hint">"Every browser or device where you are logged in. Sign out any you do not recognise."</p>
+            <Announce message=notice kind="notice"/>
+            <Announce message=error/>
+            {loaded(sessions, "Loading sessions…", move |list: Vec<SessionView>| view! {
+                <ul class="sessions" data-testid="sessions">
+                    {list.into_iter().map(|s| view! { <SessionItem session=s revoke=revoke/> }).collect_view()}
+                </ul>
+            })}
+            <form method="post" action="/logout-all" on:submit=log_out_everywhere>
+                <button type="submit" class="danger" data-testid="logout-all">"Log out everywhere"</button>
+            </form>
+        </section>
+    }
+}
+
+#[component]
+fn SessionItem(session: SessionView, revoke: impl Fn(String) + Copy + Send + Sync + 'static) -> impl IntoView {
+    let id = session.id.clone();
+    let on_submit = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        revoke(id.clone());
+    };
+    view! {
+        <li class="session" data-testid="session" data-current=session.current.to_string()>
+            <div>
+                <strong>{device_text(session.user_agent.as_deref())}</strong>
+                {session.current.then(|| view! { <span class="badge" data-testid="this-device">"This device"</span> })}
+                <p class="hint">
+                    {format!(
+                        "IP {} · logged in {} · last used {}",
+                        session.ip.as_deref().unwrap_or("unknown"),
+                        time_text(session.created_at),
+                        time_text(session.last_used_at),
+                    )}
+                </p>
+            </div>
+            {(!session.current).then(|| view! {
+                <form method="post" action="/sessions/revoke" on:submit=on_submit>
+                    <input type="hidden" name="session_id" value=session.id.clone()/>
+                    <button type="submit" class="secondary" data-testid="revoke">"Sign out"</button>
+                </form>
+            })}
+        </li>
+    }
+}
+
+/// "Chrome on Linux" from a user agent string: enough to recognise a device.
+fn device_text(user_agent: Option<&str>) -> String {
+    let Some(ua) = user_agent else {
+        return "Unknown device".to_string();
+    };
+    let browser = [("Edg/", "Edge"), ("Firefox/", "Firefox"), ("Chrome/", "Chrome"), ("Safari/", "Safari")]
+        .iter()
+        .find(|(marker, _)| ua.contains(marker))
+        .map_or("Another client", |(_, name)| name);
+    let system = [("Android", "Android"), ("iPhone", "iOS"), ("iPad", "iPadOS"), ("Windows", "Windows"), ("Mac OS X", "macOS"), ("Linux", "Linux")]
+        .iter()
+        .find(|(marker, _)| ua.contains(marker))
+        .map(|(_, name)| *name);
+    match system {
+        Some(system) => format!("{browser} on {system}"),
+        None => browser.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::device_text;
+
+    #[test]
+    fn devices_are_recognisable() {
+        let chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36";
+        assert_eq!(device_text(Some(chrome)), "Chrome on Linux");
+        assert_eq!(device_text(Some("curl/8.0")), "Another client");
+        assert_eq!(device_text(None), "Unknown device");
+    }
+}

@@ -1,0 +1,94 @@
+//! Who may see which page. One table, used by the server's guard before anything
+//! renders and by the client's guard before a client-side navigation renders.
+
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone.
+    Public,
+    /// Only without a session: a logged-in visit goes on to `next`.
+    GuestOnly,
+    /// Any logged-in user.
+    Member,
+    /// Logged-in users with the admin role; others get 403.
+    Admin,
+}
+
+pub const LOGIN: &str = "/login";
+pub const REGISTER: &str = "/register";
+pub const DASHBOARD: &str = "/";
+pub const SESSIONS: &str = "/sessions";
+pub const ACCOUNT: &str = "/account";
+pub const ADMIN: &str = "/admin";
+
+pub fn access_for(path: &str) -> Access {
+    let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
+    match path {
+        LOGIN | REGISTER => Access::GuestOnly,
+        DASHBOARD | SESSIONS | ACCOUNT => Access::Member,
+        ADMIN => Access::Admin,
+        _ => Access::Public,
+    }
+}
+
+/// Where to go after logging in: `next` if it is a path on this site, else the
+/// dashboard. Refuses absolute URLs, scheme-relative `//host`, backslashes and
+/// control characters, so `next` can never send a user to another site.
+pub fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(next)
+            if next.starts_with('/')
+                && !next.starts_with("//")
+                && !next.contains('\\')
+                && next.len() <= 1024
+                && !next.chars().any(char::is_control)
+                && access_for(next.split(['?', '#']).next().unwrap_or("/")) != Access::GuestOnly =>
+        {
+            next.to_string()
+        }
+        _ => DASHBOARD.to_string(),
+    }
+}
+
+/// `/login?next=<path>`, with `path` percent-encoded.
+pub fn login_url(next: &str) -> String {
+    with_next(LOGIN, next)
+}
+
+/// `page?next=<path>`, or just `page` when `next` is the default.
+pub fn with_next(page: &str, next: &str) -> String {
+    if next == DASHBOARD {
+        return page.to_string();
+    }
+    format!("{page}?next={}", utf8_percent_encode(next, NON_ALPHANUMERIC))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table() {
+        assert_eq!(access_for("/"), Access::Member);
+        assert_eq!(access_for("/sessions/"), Access::Member);
+        assert_eq!(access_for("/admin"), Access::Admin);
+        assert_eq!(access_for("/login"), Access::GuestOnly);
+        assert_eq!(access_for("/elsewhere"), Access::Public);
+    }
+
+    #[test]
+    fn next_stays_on_this_site() {
+        assert_eq!(safe_next(Some("/sessions?x=1")), "/sessions?x=1");
+        for bad in ["https://evil.example", "//evil.example", "/\\evil.example", "/a\nb", "javascript:alert(1)", "/login"] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(safe_next(None), "/");
+    }
+
+    #[test]
+    fn login_url_encodes_next() {
+        assert_eq!(login_url("/"), "/login");
+        assert_eq!(login_url("/sessions?a=b&c"), "/login?next=%2Fsessions%3Fa%3Db%26c");
+    }
+}

@@ -1,0 +1,202 @@
+//! Form posts for browsers without JavaScript. Each takes
+//! `application/x-www-form-urlencoded`, does what the JSON API does, and
+//! answers 303 to the page to show next, with `?error=<code>` or
+//! `?notice=<code>` for the page to announce. The actions of a logged-in user
+//! are authenticated by the refresh cookie, which only same-site requests carry
+//! (and `refuse_cross_site` checks `Origin` besides). With JavaScript the pages
+//! call the JSON API instead and never reload.
+
+use axum::extract::{FromRequest as _, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{middleware, Form, Router};
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::extract::{Client, RefreshCookie};
+use super::{guards, AppState};
+use crate::app::routes::{login_url, safe_next, ACCOUNT, LOGIN, REGISTER, SESSIONS};
+use crate::auth::{AuthError, NewTokens};
+use crate::protocol::{AccessClaims, Credentials, PasswordChange};
+
+pub fn routes(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route(LOGIN, post(login))
+        .route(REGISTER, post(register))
+        .route("/logout", post(logout))
+        .route("/logout-all", post(logout_all))
+        .route("/sessions/revoke", post(revoke_session))
+        .route("/account/password", post(change_password))
+        .layer(middleware::from_fn_with_state(state.clone(), guards::refuse_cross_site))
+}
+
+#[derive(Debug, Deserialize)]
+struct CredentialsForm {
+    username: String,
+    password: String,
+    next: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RevokeForm {
+    session_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct PasswordForm {
+    current_password: String,
+    new_password: String,
+}
+
+async fn login(State(state): State<AppState>, Client(client): Client, request: Request) -> Response {
+    let Some(form) = read_form::<CredentialsForm>(&state, request).await else {
+        return see_other(&with_code(LOGIN, "error", "bad_request"), None);
+    };
+    let next = safe_next(form.next.as_deref());
+    let credentials = Credentials {
+        username: form.username,
+        password: form.password,
+    };
+    match state.auth.login(credentials, &client).await {
+        Ok(tokens) => see_other(&next, Some(session_cookie(&state, &tokens))),
+        Err(err) => see_other(&with_error_and_next(LOGIN, err, &next), None),
+    }
+}
+
+async fn register(State(state): State<AppState>, Client(client): Client, request: Request) -> Response {
+    let Some(form) = read_form::<CredentialsForm>(&state, request).await else {
+        return see_other(&with_code(REGISTER, "error", "bad_request"), None);
+    };
+    let next = safe_next(form.next.as_deref());
+    let credentials = Credentials {
+        username: form.username,
+        password: form.password,
+    };
+    match state.auth.register(credentials, &client).await {
+        Ok(tokens) => see_other(&next, Some(session_cookie(&state, &tokens))),
+        Err(err) => see_other(&with_error_and_next(REGISTER, err, &next), None),
+    }
+}
+
+async fn logout(State(state): State<AppState>, Client(client): Client, RefreshCookie(cookie): RefreshCookie) -> Response {
+    if let Err(err) = state.auth.logout(cookie.as_deref(), &client).await {
+        tracing::warn!(error = %err, "logout form failed");
+    }
+    see_other(LOGIN, Some(state.cookies.clear()))
+}
+
+async fn logout_all(
+    State(state): State<AppState>,
+    Client(client): Client,
+    RefreshCookie(cookie): RefreshCookie,
+) -> Response {
+    let Some(claims) = cookie_claims(&state, cookie.as_deref()).await else {
+        return see_other(&login_url(SESSIONS), None);
+    };
+    match state.auth.logout_all(&claims, &client).await {
+        Ok(()) => see_other(LOGIN, Some(state.cookies.clear())),
+        Err(err) => see_other(&with_error(SESSIONS, err), None),
+    }
+}
+
+async fn revoke_session(
+    State(state): State<AppState>,
+    Client(client): Client,
+    RefreshCookie(cookie): RefreshCookie,
+    request: Request,
+) -> Response {
+    let (claims, form) = match session_form::<RevokeForm>(&state, cookie.as_deref(), request, SESSIONS).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    match state.auth.revoke_session(&claims, &form.session_id, &client).await {
+        Ok(()) => see_other(&with_code(SESSIONS, "notice", "session_revoked"), None),
+        Err(err) => see_other(&with_error(SESSIONS, err), None),
+    }
+}
+
+async fn change_password(
+    State(state): State<AppState>,
+    Client(client): Client,
+    RefreshCookie(cookie): RefreshCookie,
+    request: Request,
+) -> Response {
+    let (claims, form) = match session_form::<PasswordForm>(&state, cookie.as_deref(), request, ACCOUNT).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let change = PasswordChange {
+        current_password: form.current_password,
+        new_password: form.new_password,
+    };
+    match state.auth.change_password(&claims, change, &client).await {
+        Ok(()) => see_other(&with_code(ACCOUNT, "notice", "password_changed"), None),
+        Err(err) => see_other(&with_error(ACCOUNT, err), None),
+    }
+}
+
+/// The session behind the cookie and the form a logged-in user posted from
+/// `page`; otherwise the redirect to answer: to log in, or back with `bad_request`.
+async fn session_form<T: DeserializeOwned>(
+    state: &AppState,
+    cookie: Option<&str>,
+    request: Request,
+    page: &str,
+) -> Result<(AccessClaims, T), Response> {
+    let claims = cookie_claims(state, cookie)
+        .await
+        .ok_or_else(|| see_other(&login_url(page), None))?;
+    let form = read_form::<T>(state, request)
+        .await
+        .ok_or_else(|| see_other(&with_code(page, "error", "bad_request"), None))?;
+    Ok((claims, form))
+}
+
+/// The claims of the session behind the refresh cookie, if it is live.
+async fn cookie_claims(state: &AppState, cookie: Option<&str>) -> Option<AccessClaims> {
+    match state.auth.page_session(cookie).await {
+        Ok(session) => session.map(|s| s.claims),
+        Err(err) => {
+            tracing::warn!(error = %err, "form could not look up its session");
+            None
+        }
+    }
+}
+
+async fn read_form<T: DeserializeOwned>(state: &AppState, request: Request) -> Option<T> {
+    Form::<T>::from_request(request, state).await.ok().map(|Form(form)| form)
+}
+
+fn session_cookie(state: &AppState, tokens: &NewTokens) -> HeaderValue {
+    state.cookies.set(&tokens.refresh, tokens.session.ends_at() - state.auth.now())
+}
+
+fn with_code(page: &str, kind: &str, code: &str) -> String {
+    format!("{page}?{kind}={code}")
+}
+
+/// The page again with the API's error code, which the page turns into a sentence.
+fn with_error(page: &str, err: AuthError) -> String {
+    with_code(page, "error", ApiError::from(err).code())
+}
+
+fn with_error_and_next(page: &str, err: AuthError, next: &str) -> String {
+    format!("{}&next={}", with_error(page, err), utf8_percent_encode(next, NON_ALPHANUMERIC))
+}
+
+fn see_other(location: &str, cookie: Option<HeaderValue>) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::LOCATION,
+        HeaderValue::from_str(location).unwrap_or_else(|_| HeaderValue::from_static("/")),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(cookie) = cookie {
+        headers.insert(header::SET_COOKIE, cookie);
+    }
+    response
+}

@@ -1,0 +1,229 @@
+//! The page guard and the form posts of issue 4, over HTTP: real redirects
+//! before anything renders, user data in the server's HTML, a minted access
+//! token in the hydration data, and forms that work without JavaScript.
+
+use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, ORIGIN, SET_COOKIE};
+use reqwest::{Method, Response, StatusCode};
+
+use crate::both_backends;
+use crate::support::*;
+
+both_backends!(
+    protected_pages_redirect_visitors_without_a_session,
+    protected_pages_render_for_the_session_with_a_minted_token,
+    guest_pages_send_a_session_on_to_a_safe_next,
+    admin_page_is_forbidden_to_users,
+    forms_log_in_and_out_without_javascript,
+    forms_act_for_the_cookie_session_only,
+);
+
+async fn get_page(server: &TestServer, path: &str, cookie: Option<&str>) -> Response {
+    server
+        .request(Method::GET, path, |r| {
+            let r = r.header("accept", "text/html");
+            match cookie {
+                Some(cookie) => r.header(COOKIE, format!("{COOKIE_NAME}={cookie}")),
+                None => r,
+            }
+        })
+        .await
+}
+
+async fn post_form(server: &TestServer, path: &str, form: &[(&str, &str)], cookie: Option<&str>) -> Response {
+    server
+        .request(Method::POST, path, |r| {
+            let r = r.form(form).header(ORIGIN, server.url(""));
+            match cookie {
+                Some(cookie) => r.header(COOKIE, format!("{COOKIE_NAME}={cookie}")),
+                None => r,
+            }
+        })
+        .await
+}
+
+fn location(response: &Response) -> String {
+    response.headers()[LOCATION].to_str().expect("ascii location").to_string()
+}
+
+async fn protected_pages_redirect_visitors_without_a_session(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice").await;
+    for (path, expected) in [
+        ("/", "/login"),
+        ("/sessions", "/login?next=%2Fsessions"),
+        ("/account?tab=password", "/login?next=%2Faccount%3Ftab%3Dpassword"),
+        ("/admin", "/login?next=%2Fadmin"),
+    ] {
+        for cookie in [None, Some("garbage"), Some("a".repeat(43).as_str())] {
+            let response = get_page(&server, path, cookie).await;
+            assert_eq!(response.status(), StatusCode::FOUND, "{path} with {cookie:?}");
+            assert_eq!(location(&response), expected);
+            assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
+            let body = response.text().await.expect("body");
+            assert!(!body.contains("Your sessions") && !body.contains("Log out"), "{path}: {body}");
+        }
+    }
+    // An ended session is no session.
+    let logout = server
+        .request(Method::POST, "/auth/logout", |r| r.header(COOKIE, format!("{COOKIE_NAME}={}", alice.cookie)))
+        .await;
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    assert_eq!(get_page(&server, "/", Some(&alice.cookie)).await.status(), StatusCode::FOUND);
+    server.finish().await;
+}
+
+async fn protected_pages_render_for_the_session_with_a_minted_token(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice").await;
+    let response = get_page(&server, "/sessions", Some(&alice.cookie)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
+    assert!(response.headers().get(SET_COOKIE).is_none(), "a page load does not rotate the cookie");
+    let body = response.text().await.expect("body");
+    assert!(body.contains("alice"), "the user's name is in the HTML");
+    assert!(body.contains("This device"), "the sessions list is rendered on the server");
+
+    // The hydration data carries an access token for the same session, newly minted.
+    let token = body
+        .split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        .find(|s| s.starts_with("eyJ") && s.matches('.').count() == 2)
+        .expect("an access token in the hydration data");
+    assert_ne!(token, alice.access);
+    assert_eq!(claims(token)["sid"], alice.sid());
+    let me = server.get_bearer("/api/me", token).await;
+    assert_eq!(me.status(), StatusCode::OK);
+
+    // The cookie still refreshes: the page did not use it up.
+    assert_eq!(server.refresh(&alice.cookie).await.status(), StatusCode::OK);
+    // Right after that refresh (inside the grace window) a page load still knows the user.
+    assert_eq!(get_page(&server, "/", Some(&alice.cookie)).await.status(), StatusCode::OK);
+    server.finish().await;
+}
+
+async fn guest_pages_send_a_session_on_to_a_safe_next(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice").await;
+    for (path, expected) in [
+        ("/login", "/"),
+        ("/register", "/"),
+        ("/login?next=%2Fsessions", "/sessions"),
+        ("/login?next=https%3A%2F%2Fevil.example", "/"),
+        ("/login?next=%2F%2Fevil.example", "/"),
+        ("/login?next=%2F%5Cevil.example", "/"),
+        ("/login?next=%2Flogin", "/"),
+        ("/login?next=%ZZ%FF", "/"),
+    ] {
+        let response = get_page(&server, path, Some(&alice.cookie)).await;
+        assert_eq!(response.status(), StatusCode::FOUND, "{path}");
+        assert_eq!(location(&response), expected, "{path}");
+    }
+    let anonymous = get_page(&server, "/login?next=%2Fsessions", None).await;
+    assert_eq!(anonymous.status(), StatusCode::OK);
+    assert_eq!(anonymous.headers()[CACHE_CONTROL], "no-cache");
+    let body = anonymous.text().await.expect("body");
+    assert!(body.contains(r#"name="next""#) && body.contains(r#"value="/sessions""#), "next is kept in the form");
+    server.finish().await;
+}
+
+async fn admin_page_is_forbidden_to_users(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice").await;
+    let response = get_page(&server, "/admin", Some(&alice.cookie)).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body = response.text().await.expect("body");
+    assert!(body.contains("administrators only"));
+    assert!(!body.contains("Recent security events"));
+
+    let root = server.create_admin("root").await;
+    let response = get_page(&server, "/admin", Some(&root.cookie)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.text().await.expect("body");
+    assert!(body.contains("Recent security events") && body.contains("alice"));
+    server.finish().await;
+}
+
+async fn forms_log_in_and_out_without_javascript(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.register("alice").await;
+
+    let wrong = post_form(&server, "/login", &[("username", "alice"), ("password", "nope"), ("next", "/sessions")], None).await;
+    assert_eq!(wrong.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&wrong), "/login?error=invalid_credentials&next=%2Fsessions");
+    assert!(wrong.headers().get(SET_COOKIE).is_none());
+
+    let evil = post_form(&server, "/login", &[("username", "alice"), ("password", PASSWORD), ("next", "//evil.example")], None).await;
+    assert_eq!(location(&evil), "/");
+
+    let ok = post_form(&server, "/login", &[("username", "alice"), ("password", PASSWORD), ("next", "/sessions")], None).await;
+    assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&ok), "/sessions");
+    let set_cookie = refresh_set_cookie(ok.headers()).expect("a refresh cookie");
+    assert!(cookie_attributes(&set_cookie).iter().any(|a| a == "HttpOnly"));
+    let cookie = cookie_value(&set_cookie);
+    assert_eq!(get_page(&server, "/sessions", Some(&cookie)).await.status(), StatusCode::OK);
+
+    let weak = post_form(&server, "/register", &[("username", "bob"), ("password", "password")], None).await;
+    assert_eq!(location(&weak), "/register?error=weak_password&next=%2F");
+    let garbage = server
+        .request(Method::POST, "/login", |r| r.header(CONTENT_TYPE, "application/x-www-form-urlencoded").body("%%%"))
+        .await;
+    assert_eq!(location(&garbage), "/login?error=bad_request");
+
+    // A form posted from another site is refused before it is read.
+    let cross = server
+        .request(Method::POST, "/login", |r| {
+            r.form(&[("username", "alice"), ("password", PASSWORD)]).header(ORIGIN, "https://evil.example")
+        })
+        .await;
+    assert_eq!(cross.status(), StatusCode::FORBIDDEN);
+
+    let out = post_form(&server, "/logout", &[], Some(&cookie)).await;
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&out), "/login");
+    let cleared = refresh_set_cookie(out.headers()).expect("the cookie is cleared");
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    assert_eq!(server.refresh(&cookie).await.status(), StatusCode::UNAUTHORIZED);
+    server.finish().await;
+}
+
+async fn forms_act_for_the_cookie_session_only(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let laptop = server.register("alice").await;
+    let phone = server.login_ok("alice").await;
+    let mallory = server.register("mallory").await;
+
+    // Another user's session is not found, and stays alive.
+    let refused = post_form(&server, "/sessions/revoke", &[("session_id", &laptop.sid())], Some(&mallory.cookie)).await;
+    assert_eq!(location(&refused), "/sessions?error=not_found");
+    assert_eq!(server.get_bearer("/api/me", &laptop.access).await.status(), StatusCode::OK);
+
+    let revoked = post_form(&server, "/sessions/revoke", &[("session_id", &phone.sid())], Some(&laptop.cookie)).await;
+    assert_eq!(location(&revoked), "/sessions?notice=session_revoked");
+    assert_eq!(server.refresh(&phone.cookie).await.status(), StatusCode::UNAUTHORIZED);
+
+    let anonymous = post_form(&server, "/account/password", &[("current_password", PASSWORD), ("new_password", "x")], None).await;
+    assert_eq!(location(&anonymous), "/login?next=%2Faccount");
+    let wrong = post_form(
+        &server,
+        "/account/password",
+        &[("current_password", "nope"), ("new_password", "tangerine-lighthouse-orbit-31")],
+        Some(&laptop.cookie),
+    )
+    .await;
+    assert_eq!(location(&wrong), "/account?error=wrong_password");
+    let changed = post_form(
+        &server,
+        "/account/password",
+        &[("current_password", PASSWORD), ("new_password", "tangerine-lighthouse-orbit-31")],
+        Some(&laptop.cookie),
+    )
+    .await;
+    assert_eq!(location(&changed), "/account?notice=password_changed");
+    assert_eq!(server.login("alice", "tangerine-lighthouse-orbit-31").await.status(), StatusCode::OK);
+
+    let everywhere = post_form(&server, "/logout-all", &[], Some(&laptop.cookie)).await;
+    assert_eq!(location(&everywhere), "/login");
+    assert_eq!(server.refresh(&laptop.cookie).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(server.get_bearer("/api/me", &laptop.access).await.status(), StatusCode::UNAUTHORIZED);
+    server.finish().await;
+}
