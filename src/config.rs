@@ -232,7 +232,8 @@ impl Settings {
         let file: ConfigFile = match file_text {
             Some(text) => toml::from_str(text).map_err(|e| ConfigError::Parse {
                 path: file_name.to_string(),
-                message: e.message().to_string(),
+                // The full message names the offending key and line.
+                message: e.to_string(),
             })?,
             None => ConfigFile::default(),
         };
@@ -347,7 +348,7 @@ impl Settings {
         if !known.iter().any(|prefix| url.starts_with(prefix)) {
             return Err(ConfigError::Invalid {
                 setting: "DATABASE_URL",
-                value: url.clone(),
+                value: without_password(url),
                 reason: "must start with sqlite:, postgres:// or postgresql://".to_string(),
             });
         }
@@ -358,6 +359,14 @@ impl Settings {
         };
         if !(10..=86_400).contains(&self.access_ttl) {
             return Err(invalid("GATEHOUSE_ACCESS_TTL", self.access_ttl.to_string(), "must be 10 to 86400 seconds"));
+        }
+        // Ten years: far beyond any sensible session, and far from overflowing `now + ttl`.
+        const LONGEST_SESSION: i64 = 10 * 365 * 86_400;
+        if self.refresh_idle_ttl > LONGEST_SESSION {
+            return Err(invalid("GATEHOUSE_REFRESH_IDLE_TTL", self.refresh_idle_ttl.to_string(), "must be at most ten years"));
+        }
+        if self.session_max_age > LONGEST_SESSION {
+            return Err(invalid("GATEHOUSE_SESSION_MAX_AGE", self.session_max_age.to_string(), "must be at most ten years"));
         }
         if self.refresh_idle_ttl < self.access_ttl {
             return Err(invalid(
@@ -455,6 +464,20 @@ pub fn leptos_options() -> Result<LeptosOptions, ConfigError> {
     Ok(options)
 }
 
+/// A database URL fit for an error message: the password, if any, replaced.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((credentials, host)) if credentials.contains(':') => {
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -528,6 +551,8 @@ mod tests {
             ("GATEHOUSE_TRUSTED_PROXIES", "10.0.0.0/99"),
             ("GATEHOUSE_REFRESHES_PER_SESSION", "0/minute"),
             ("GATEHOUSE_ARGON2_MEMORY_KIB", "1"),
+            ("GATEHOUSE_SESSION_MAX_AGE", "9223372036854775807"),
+            ("GATEHOUSE_REFRESH_IDLE_TTL", "9223372036854775807"),
         ] {
             let env = |n: &str| (n == name).then(|| value.to_string());
             let err = Settings::from_sources("Leptos.toml", None, env).unwrap_err();
@@ -547,5 +572,20 @@ mod tests {
         let file = "[gatehouse]\ndatabse_url = \"typo\"\n";
         let err = Settings::from_sources("Leptos.toml", Some(file), no_env).unwrap_err();
         assert!(err.to_string().contains("databse_url"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_value_in_the_file_names_its_key() {
+        let file = "[gatehouse]\naccess_ttl = \"soon\"\n";
+        let err = Settings::from_sources("Leptos.toml", Some(file), no_env).unwrap_err();
+        assert!(err.to_string().contains("access_ttl"), "{err}");
+    }
+
+    #[test]
+    fn a_refused_database_url_hides_its_password() {
+        let env = |n: &str| (n == "DATABASE_URL").then(|| "mysql://ada:s3cret@db/x".to_string());
+        let err = Settings::from_sources("Leptos.toml", None, env).unwrap_err().to_string();
+        assert!(err.contains("DATABASE_URL") && err.contains("ada:***@db/x"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
     }
 }

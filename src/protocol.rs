@@ -168,7 +168,7 @@ pub mod password_rule {
     }
 }
 
-/// Username rule: 3 to 32 letters, digits, `.`, `_` or `-`.
+/// Username rule: 3 to 32 ASCII letters, digits, `.`, `_` or `-`.
 pub mod username_rule {
     pub const MIN_CHARS: usize = 3;
     pub const MAX_CHARS: usize = 32;
@@ -183,9 +183,10 @@ pub mod username_rule {
         }
         if !username
             .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         {
-            return Some("A username uses only letters, digits, '.', '_' and '-'.".to_string());
+            // ASCII only: no look-alike names ("аlice" in Cyrillic), no invisible characters.
+            return Some("A username uses only the letters a-z, digits, '.', '_' and '-'.".to_string());
         }
         None
     }
@@ -232,7 +233,11 @@ mod tests {
     #[test]
     fn username_rules() {
         assert!(username_rule::problem("alice").is_none());
-        assert!(username_rule::problem("Zoë_o-k.1").is_none());
+        assert!(username_rule::problem("Zoe_o-k.1").is_none());
+        // Look-alikes of ASCII names are not names.
+        assert!(username_rule::problem("Zoë").is_some());
+        assert!(username_rule::problem("\u{430}lice").is_some());
+        assert!(username_rule::problem("ａｌｉｃｅ").is_some());
         assert!(username_rule::problem("al").is_some());
         assert!(username_rule::problem("a\0lice").is_some());
         assert!(username_rule::problem("al ice").is_some());

@@ -17,7 +17,7 @@ pub fn error_message(code: &str) -> &'static str {
         "invalid_credentials" => "Wrong username or password.",
         "wrong_password" => "Your current password is not right.",
         "username_taken" => "That username is taken. Pick another.",
-        "invalid_username" => "A username has 3 to 32 letters, digits, '.', '_' or '-'.",
+        "invalid_username" => "A username has 3 to 32 of the letters a-z, digits, '.', '_' or '-'.",
         "weak_password" => "That password is too easy to guess.",
         "rate_limited" => "Too many attempts. Wait a little and try again.",
         "not_found" => "That no longer exists.",

@@ -53,9 +53,12 @@ pub struct Jwks {
 /// How often an unknown `kid` may trigger a reload from the database.
 const RELOAD_AT_MOST_EVERY: Duration = Duration::from_secs(5);
 
+/// Seconds a retired key outlives the longest access token it may have signed.
+const RETIRED_KEY_MARGIN: i64 = 120;
+
 pub struct KeyRing {
     store: Store,
-    /// A retired key is kept this long: the longest an access token lives.
+    /// A retired key is kept this long: the longest an access token lives, and a margin.
     keep_retired_for: i64,
     keys: RwLock<Arc<Vec<Arc<SigningKey>>>>,
     last_reload: Mutex<Option<Instant>>,
@@ -66,7 +69,9 @@ impl KeyRing {
     pub async fn load(store: Store, access_ttl: i64, now: i64) -> Result<Self, AuthError> {
         let ring = Self {
             store,
-            keep_retired_for: access_ttl,
+            // Other instances may sign with a retired key until their next
+            // reload: a margin keeps those tokens verifiable to the end.
+            keep_retired_for: access_ttl + RETIRED_KEY_MARGIN,
             keys: RwLock::new(Arc::new(Vec::new())),
             last_reload: Mutex::new(None),
         };

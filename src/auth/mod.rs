@@ -177,9 +177,7 @@ impl Auth {
             tokens,
             revoked: RevokedSessions::default(),
         };
-        for (session_id, revoked_at) in auth.store.revoked_since(now - auth.settings.access_ttl).await? {
-            auth.revoked.insert(&session_id, auth.forget_revocation_at(revoked_at));
-        }
+        auth.load_revocations(now).await?;
         Ok(auth)
     }
 
@@ -206,12 +204,22 @@ impl Auth {
     }
 
     /// Periodic upkeep: forget old revocations and idle rate-limit state, pick
-    /// up keys rotated by another instance.
+    /// up keys rotated and sessions revoked by other instances sharing the database.
     pub async fn maintain(&self) -> Result<(), AuthError> {
         let now = self.now();
         self.revoked.prune(now);
         self.limits.forget_idle();
+        self.load_revocations(now).await?;
         self.tokens.keys().reload(now).await
+    }
+
+    /// Every session revoked recently enough for one of its access tokens to
+    /// be live, into the in-memory set.
+    async fn load_revocations(&self, now: i64) -> Result<(), AuthError> {
+        for (session_id, revoked_at) in self.store.revoked_since(now - self.settings.access_ttl - 60).await? {
+            self.revoked.insert(&session_id, self.forget_revocation_at(revoked_at));
+        }
+        Ok(())
     }
 
     pub async fn register(&self, credentials: Credentials, client: &ClientInfo) -> Result<NewTokens, AuthError> {
@@ -263,26 +271,32 @@ impl Auth {
         self.limits.login_per_ip.check(&ip_key).map_err(limited)?;
         self.limits.login_per_username.check(&name_key).map_err(limited)?;
 
-        // Over-long passwords are refused before any hashing work.
-        let user = if password.chars().count() > password_rule::MAX_CHARS {
-            None
+        // Over-long passwords are refused before any hashing work. A name no
+        // account can have is looked up nowhere but still costs a (dummy) verify,
+        // so it answers like any unknown user.
+        let (known, verification) = if password.chars().count() > password_rule::MAX_CHARS {
+            (None, Verification::Mismatch)
         } else {
-            let user = self.store.user_by_name_key(&name_key).await?;
-            let stored = user.as_ref().map(|u| u.password_hash.clone());
-            match self.passwords.verify(Password::new(password.clone()), stored).await? {
-                Verification::Match { needs_rehash } => user.map(|u| (u, needs_rehash)),
-                Verification::Mismatch => None,
-            }
+            let known = match username_rule::problem(&username) {
+                None => self.store.user_by_name_key(&name_key).await?,
+                Some(_) => None,
+            };
+            let stored = known.as_ref().map(|u| u.password_hash.clone());
+            (known, self.passwords.verify(Password::new(password.clone()), stored).await?)
         };
-        let Some((user, needs_rehash)) = user else {
-            let detail = format!("username: {}", username.chars().take(64).collect::<String>());
-            self.audit(AuditKind::LoginFailed, None, None, client, Some(detail)).await?;
+        let Verification::Match { needs_rehash } = verification else {
+            let shown: String = username.chars().filter(|c| !c.is_control()).take(64).collect();
+            let detail = format!("username: {shown}");
+            self.audit(AuditKind::LoginFailed, known.as_ref(), None, client, Some(detail)).await?;
             let by_ip = self.limits.login_per_ip.record_failure(&ip_key);
             let by_name = self.limits.login_per_username.record_failure(&name_key);
             return match (by_ip, by_name) {
                 (Err(retry_after), _) | (_, Err(retry_after)) => Err(AuthError::RateLimited { retry_after }),
                 _ => Err(AuthError::InvalidCredentials),
             };
+        };
+        let Some(user) = known else {
+            return Err(AuthError::InvalidCredentials);
         };
         if needs_rehash {
             let upgraded = self.passwords.hash(Password::new(password)).await?;
@@ -473,6 +487,10 @@ impl Auth {
         session_id: &str,
         client: &ClientInfo,
     ) -> Result<(), AuthError> {
+        // Session ids are UUIDs; anything else names no session at all.
+        if uuid::Uuid::parse_str(session_id).is_err() {
+            return Err(AuthError::NotFound);
+        }
         let session = self.store.session(session_id).await?;
         let Some(session) = session.filter(|s| s.user_id == claims.sub && s.is_live(self.now())) else {
             return Err(AuthError::NotFound);
@@ -517,11 +535,9 @@ impl Auth {
             return Err(AuthError::WeakPassword(strength.reasons));
         }
         let hash = self.passwords.hash(Password::new(change.new_password)).await?;
-        let now = self.now();
-        self.store.set_password_hash(&user.id, &hash, now).await?;
         let revoked = self
             .store
-            .revoke_user_sessions(&user.id, Some(&claims.sid), "password_changed", now)
+            .change_password(&user.id, &hash, &claims.sid, self.now())
             .await?;
         for session_id in &revoked {
             self.mark_revoked(session_id);

@@ -25,7 +25,7 @@ pub enum StoreError {
     #[error("database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(#[source] sqlx::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("already exists")]
@@ -37,6 +37,19 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// A database that cannot be reached is an outage (503, and it passes by
+    /// itself), not a fault in the data or the SQL (500).
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+                Self::Unavailable(err)
+            }
+            other => Self::Database(other),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

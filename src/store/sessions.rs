@@ -204,26 +204,29 @@ impl Store {
         now: i64,
     ) -> Result<Vec<String>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let keep = keep.unwrap_or("");
-        let rows = sqlx::query("SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND id <> $2")
+        let ids = revoke_user_sessions_in(&mut tx, user_id, keep.unwrap_or(""), reason, now).await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// Sets a new password hash and revokes every other session of the user, in
+    /// one transaction: never a new password with the old sessions still live.
+    /// Returns the revoked session ids.
+    pub async fn change_password(
+        &self,
+        user_id: &str,
+        hash: &str,
+        keep: &str,
+        now: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3")
+            .bind(hash)
+            .bind(now)
             .bind(user_id)
-            .bind(keep)
-            .fetch_all(&mut *tx)
+            .execute(&mut *tx)
             .await?;
-        let ids = rows
-            .iter()
-            .map(|row| row.try_get::<String, _>("id"))
-            .collect::<Result<Vec<_>, _>>()?;
-        sqlx::query(
-            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2
-             WHERE user_id = $3 AND revoked_at IS NULL AND id <> $4",
-        )
-        .bind(now)
-        .bind(reason)
-        .bind(user_id)
-        .bind(keep)
-        .execute(&mut *tx)
-        .await?;
+        let ids = revoke_user_sessions_in(&mut tx, user_id, keep, "password_changed", now).await?;
         tx.commit().await?;
         Ok(ids)
     }
@@ -240,6 +243,35 @@ impl Store {
             .collect::<Result<_, sqlx::Error>>()
             .map_err(Into::into)
     }
+}
+
+async fn revoke_user_sessions_in(
+    tx: &mut Transaction<'static, Any>,
+    user_id: &str,
+    keep: &str,
+    reason: &str,
+    now: i64,
+) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query("SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND id <> $2")
+        .bind(user_id)
+        .bind(keep)
+        .fetch_all(&mut **tx)
+        .await?;
+    let ids = rows
+        .iter()
+        .map(|row| row.try_get::<String, _>("id"))
+        .collect::<Result<Vec<_>, _>>()?;
+    sqlx::query(
+        "UPDATE sessions SET revoked_at = $1, revoked_reason = $2
+         WHERE user_id = $3 AND revoked_at IS NULL AND id <> $4",
+    )
+    .bind(now)
+    .bind(reason)
+    .bind(user_id)
+    .bind(keep)
+    .execute(&mut **tx)
+    .await?;
+    Ok(ids)
 }
 
 async fn session_in(tx: &mut Transaction<'static, Any>, id: &str) -> Result<Option<SessionRecord>, StoreError> {

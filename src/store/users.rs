@@ -62,16 +62,6 @@ impl Store {
         Ok(row.as_ref().map(UserRecord::from_row).transpose()?)
     }
 
-    pub async fn set_password_hash(&self, user_id: &str, hash: &str, now: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3")
-            .bind(hash)
-            .bind(now)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     /// Replaces a hash with the same password under newer parameters, unless the
     /// password changed meanwhile.
     pub async fn upgrade_password_hash(&self, user_id: &str, old: &str, new: &str) -> Result<(), StoreError> {

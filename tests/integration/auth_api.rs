@@ -37,6 +37,9 @@ both_backends!(
     concurrent_refreshes_with_one_cookie_leave_one_session,
     refreshes_are_rate_limited_per_session,
     client_address_comes_from_trusted_proxies_only,
+    forged_and_misaddressed_tokens_are_refused,
+    revocations_reach_other_instances,
+    odd_bytes_in_names_and_ids_are_refused_cleanly,
 );
 
 async fn register_hands_out_tokens_and_a_strict_cookie(backend: Backend) {
@@ -551,12 +554,18 @@ async fn key_rotation_keeps_old_tokens_valid(backend: Backend) {
     let jwks: Value = server.request(Method::GET, "/.well-known/jwks.json", |r| r).await.json().await.unwrap();
     let kids: Vec<_> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].clone()).collect();
     assert!(kids.contains(&old_kid) && kids.contains(&new_kid));
-    // Once the old key's last token has expired, it is no longer published.
+    let published = || async {
+        server.auth.maintain().await.unwrap();
+        let jwks: Value = server.request(Method::GET, "/.well-known/jwks.json", |r| r).await.json().await.unwrap();
+        jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].clone()).collect::<Vec<_>>()
+    };
+    // Another instance may have signed with the old key until its next reload:
+    // the key stays a little longer than the token lifetime.
     server.clock.advance(server.settings.access_ttl + 1);
-    server.auth.maintain().await.unwrap();
-    let jwks: Value = server.request(Method::GET, "/.well-known/jwks.json", |r| r).await.json().await.unwrap();
-    let kids: Vec<_> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].clone()).collect();
-    assert_eq!(kids, vec![new_kid]);
+    assert!(published().await.contains(&old_kid));
+    // Then, with every token it signed expired, it is no longer published.
+    server.clock.advance(120);
+    assert_eq!(published().await, vec![new_kid]);
     server.finish().await;
 }
 
@@ -689,4 +698,137 @@ async fn client_address_comes_from_trusted_proxies_only(backend: Backend) {
     assert_eq!(current["ip"], "203.0.113.9", "nearest untrusted address");
     trusting.stop();
     untrusting.finish().await;
+}
+
+/// Tokens signed with the server's own key but wrong in one respect, and tokens
+/// forged without it: every one is a 401 `invalid_token`, never a pass.
+async fn forged_and_misaddressed_tokens_are_refused(backend: Backend) {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use base64::Engine as _;
+    use gatehouse::auth::clock::Clock as _;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+
+    let server = TestServer::start(backend).await;
+    let session = server.register("alice").await;
+    let real = claims(&session.access);
+    let kid = jwt_header(&session.access)["kid"].as_str().unwrap().to_string();
+    let keys = server.auth.store().signing_keys(0).await.unwrap();
+    let ours = keys.iter().find(|k| k.kid == kid).unwrap();
+    let our_key = EncodingKey::from_ed_der(&STANDARD.decode(&ours.private_key).unwrap());
+    let public_key = URL_SAFE_NO_PAD.decode(&ours.public_key).unwrap();
+
+    let header = |alg: Algorithm, typ: Option<&str>, kid: Option<&str>| {
+        let mut h = Header::new(alg);
+        h.typ = typ.map(str::to_string);
+        h.kid = kid.map(str::to_string);
+        h
+    };
+    let with = |edit: &dyn Fn(&mut Value)| {
+        let mut c = real.clone();
+        edit(&mut c);
+        c
+    };
+    let sign = |h: &Header, c: &Value| jsonwebtoken::encode(h, c, &our_key).unwrap();
+    let good = header(Algorithm::EdDSA, Some("at+jwt"), Some(&kid));
+
+    // The harness signs correctly: the same claims under the right header pass.
+    let control = server.get_bearer("/api/me", &sign(&good, &real)).await;
+    assert_eq!(control.status(), StatusCode::OK);
+
+    let now = server.clock.now();
+    let foreign = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
+    let foreign_key = {
+        use ed25519_dalek::pkcs8::EncodePrivateKey;
+        EncodingKey::from_ed_der(foreign.to_pkcs8_der().unwrap().as_bytes())
+    };
+    let unsigned = |h: Value, c: &Value| {
+        format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(h.to_string()),
+            URL_SAFE_NO_PAD.encode(c.to_string())
+        )
+    };
+    let (signed_part, signature) = session.access.rsplit_once('.').unwrap();
+    let admin_payload = URL_SAFE_NO_PAD.encode(with(&|c| c["role"] = json!("admin")).to_string());
+    let header_part = signed_part.split('.').next().unwrap();
+    let mut jwk_header = good.clone();
+    jwk_header.jwk = Some(serde_json::from_value(json!({"kty": "OKP", "crv": "Ed25519", "x": ours.public_key})).unwrap());
+
+    let forged: Vec<(&str, String)> = vec![
+        ("alg none", unsigned(json!({"alg": "none", "typ": "at+jwt", "kid": kid}), &real)),
+        ("signature stripped", format!("{signed_part}.")),
+        (
+            "HS256 keyed with the public key",
+            jsonwebtoken::encode(&header(Algorithm::HS256, Some("at+jwt"), Some(&kid)), &real, &EncodingKey::from_secret(&public_key)).unwrap(),
+        ),
+        ("typ JWT", sign(&header(Algorithm::EdDSA, Some("JWT"), Some(&kid)), &real)),
+        ("no typ", sign(&header(Algorithm::EdDSA, None, Some(&kid)), &real)),
+        ("no kid", sign(&header(Algorithm::EdDSA, Some("at+jwt"), None), &real)),
+        ("unknown kid", sign(&header(Algorithm::EdDSA, Some("at+jwt"), Some("no-such-key")), &real)),
+        ("kid with path characters", sign(&header(Algorithm::EdDSA, Some("at+jwt"), Some("../../etc/passwd")), &real)),
+        ("kid with SQL", sign(&header(Algorithm::EdDSA, Some("at+jwt"), Some("x' OR '1'='1")), &real)),
+        ("embedded jwk", sign(&jwk_header, &real)),
+        ("another key under our kid", jsonwebtoken::encode(&good, &real, &foreign_key).unwrap()),
+        ("wrong issuer", sign(&good, &with(&|c| c["iss"] = json!("someone-else")))),
+        ("wrong audience", sign(&good, &with(&|c| c["aud"] = json!("another-app")))),
+        ("issued in the future", sign(&good, &with(&|c| c["iat"] = json!(now + 3600)))),
+        ("not yet valid", sign(&good, &with(&|c| c["nbf"] = json!(now + 3600)))),
+        ("no session", sign(&good, &with(&|c| drop(c.as_object_mut().unwrap().remove("sid"))))),
+        ("payload edited after signing", format!("{header_part}.{admin_payload}.{signature}")),
+        ("bad base64", format!("{header_part}.!!!.{signature}")),
+        ("100 KB", format!("{}.{}.{}", header_part, "A".repeat(100_000), signature)),
+    ];
+    for (what, token) in forged {
+        let refused = server.get_bearer("/api/me", &token).await;
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "{what}");
+        let challenge = refused.headers()[WWW_AUTHENTICATE].to_str().unwrap().to_string();
+        assert!(challenge.contains(r#"error="invalid_token""#), "{what}: {challenge}");
+        assert_eq!(error_code(refused).await, "invalid_token", "{what}");
+    }
+    server.finish().await;
+}
+
+/// Instances sharing a database learn of each other's revocations at their
+/// next upkeep, without a database read per request.
+async fn revocations_reach_other_instances(backend: Backend) {
+    let a = TestServer::start(backend).await;
+    let b = a.sibling(|_| {}).await;
+    let session = a.register("alice").await;
+    assert_eq!(b.get_bearer("/api/me", &session.access).await.status(), StatusCode::OK);
+
+    let out = a.post_bearer("/auth/logout-all", &session.access, None).await;
+    assert_eq!(out.status(), StatusCode::NO_CONTENT);
+    assert_eq!(a.get_bearer("/api/me", &session.access).await.status(), StatusCode::UNAUTHORIZED);
+    b.auth.maintain().await.unwrap();
+    let refused = b.get_bearer("/api/me", &session.access).await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(refused).await, "invalid_token");
+    b.stop();
+    a.finish().await;
+}
+
+/// NUL and other bytes PostgreSQL refuses in text never reach a query: they are
+/// an unknown user or a session that does not exist, not a 500.
+async fn odd_bytes_in_names_and_ids_are_refused_cleanly(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let session = server.register("alice").await;
+    for name in ["ali\u{0}ce", "\u{0}", "al\u{202e}ice", "ａｌｉｃｅ"] {
+        let refused = server.login(name, PASSWORD).await;
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "{name:?}");
+        assert_eq!(error_code(refused).await, "invalid_credentials");
+    }
+    let long_password = "p\u{0}".repeat(200);
+    let refused = server.login("ali\u{0}ce", &long_password).await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+
+    for id in ["%00", "not-a-session", "%C3%A9", "00000000-0000-0000-0000-000000000000"] {
+        let path = format!("/auth/sessions/{id}");
+        let missing = server
+            .request(Method::DELETE, &path, |r| r.bearer_auth(&session.access).header(ORIGIN, server.base.clone()))
+            .await;
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND, "{id}");
+        assert_eq!(error_code(missing).await, "not_found", "{id}");
+    }
+    assert_eq!(server.get_bearer("/api/me", &session.access).await.status(), StatusCode::OK);
+    server.finish().await;
 }
