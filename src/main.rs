@@ -148,6 +148,8 @@ async fn serve(settings: Settings, store: Store) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?,
     );
+    // Other instances' revocations and events, through PostgreSQL.
+    let relay = gatehouse::auth::events::spawn_relay(&auth);
     let upkeep = tokio::spawn({
         let auth = auth.clone();
         async move {
@@ -173,6 +175,9 @@ async fn serve(settings: Settings, store: Store) -> Result<(), String> {
     .await
     .map_err(|e| e.to_string());
     upkeep.abort();
+    if let Some(relay) = relay {
+        relay.abort();
+    }
     store.close().await;
     served
 }

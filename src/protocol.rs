@@ -97,6 +97,54 @@ pub struct ErrorBody {
     pub reasons: Vec<String>,
 }
 
+/// The live socket, `GET /ws?access_token=<jwt>`: its close codes and messages.
+pub mod live {
+    use serde::{Deserialize, Serialize};
+
+    pub const PATH: &str = "/ws";
+    /// The access token is missing, invalid (`invalid_token`) or expired
+    /// (`token_expired`): refresh, then reconnect.
+    pub const CLOSE_TOKEN: u16 = 4001;
+    /// The session was revoked (`session_revoked`): a refresh will be refused too.
+    pub const CLOSE_REVOKED: u16 = 1008;
+    /// The user has too many sockets open (`too_many_sockets`).
+    pub const CLOSE_TOO_MANY: u16 = 1013;
+    pub const REASON_EXPIRED: &str = "token_expired";
+    pub const REASON_INVALID: &str = "invalid_token";
+    pub const REASON_REVOKED: &str = "session_revoked";
+    pub const REASON_TOO_MANY: &str = "too_many_sockets";
+    /// Larger messages from a client end its socket.
+    pub const MAX_MESSAGE_BYTES: usize = 8 * 1024;
+
+    /// What the server sends. Times are Unix seconds.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    pub enum ServerMessage {
+        /// The socket is authenticated until `expires_at`, after connecting and
+        /// after every accepted `reauth`.
+        Ready { session_id: String, expires_at: i64 },
+        /// A login elsewhere.
+        SessionCreated {
+            session_id: String,
+            user_agent: Option<String>,
+            ip: Option<String>,
+            at: i64,
+        },
+        /// Another session of the user ended.
+        SessionRevoked { session_id: String, reason: String, at: i64 },
+        PasswordChanged { at: i64 },
+    }
+
+    /// What a client may send.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+    pub enum ClientMessage {
+        /// A newer access token of the same session keeps the socket open past
+        /// the old one's expiry.
+        Reauth { access_token: String },
+    }
+}
+
 /// The claims of an access token (`typ: at+jwt`). Times are Unix seconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {

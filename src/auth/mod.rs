@@ -11,6 +11,7 @@
 
 pub mod access_token;
 pub mod clock;
+pub mod events;
 pub mod keys;
 pub mod limits;
 pub mod password;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 
 use access_token::{AccessTokens, IssuedAccessToken, TokenError};
 use clock::SharedClock;
+use events::{EventBus, LiveUpdate, SessionEvent};
 use keys::{Jwks, KeyRing};
 use limits::Limits;
 use password::{Password, PasswordHasher, Verification};
@@ -152,6 +154,7 @@ pub struct Auth {
     tokens: AccessTokens,
     revoked: RevokedSessions,
     limits: Limits,
+    events: EventBus,
 }
 
 impl Auth {
@@ -176,6 +179,7 @@ impl Auth {
             passwords,
             tokens,
             revoked: RevokedSessions::default(),
+            events: EventBus::default(),
         };
         auth.load_revocations(now).await?;
         Ok(auth)
@@ -199,8 +203,34 @@ impl Auth {
         revoked_at + self.settings.access_ttl + 60
     }
 
-    fn mark_revoked(&self, session_id: &str) {
-        self.revoked.insert(session_id, self.forget_revocation_at(self.now()));
+    /// Refuses the sessions' access tokens from now on, here at once and on
+    /// every other instance as soon as the notice arrives; their sockets close.
+    async fn sessions_revoked(&self, user_id: &str, session_ids: Vec<String>, reason: &str) {
+        let now = self.now();
+        for session_id in &session_ids {
+            self.revoked.insert(session_id, self.forget_revocation_at(now));
+        }
+        if session_ids.is_empty() {
+            return;
+        }
+        self.publish(SessionEvent::SessionsRevoked {
+            user_id: user_id.to_string(),
+            session_ids,
+            reason: reason.to_string(),
+            at: now,
+        })
+        .await;
+    }
+
+    /// Whether the session was revoked (as far as this instance knows, which
+    /// is at most one notice behind).
+    pub fn is_revoked(&self, session_id: &str) -> bool {
+        self.revoked.contains(session_id)
+    }
+
+    /// Session events as they happen, on this instance and the others.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<LiveUpdate> {
+        self.events.subscribe()
     }
 
     /// Periodic upkeep: forget old revocations and idle rate-limit state, pick
@@ -234,6 +264,7 @@ impl Auth {
         let tokens = self.start_session(&user, client).await?;
         self.audit(AuditKind::Register, Some(&user), Some(&tokens.session.id), client, None)
             .await?;
+        self.session_created(&tokens.session).await;
         Ok(tokens)
     }
 
@@ -305,7 +336,19 @@ impl Auth {
         let tokens = self.start_session(&user, client).await?;
         self.audit(AuditKind::LoginOk, Some(&user), Some(&tokens.session.id), client, None)
             .await?;
+        self.session_created(&tokens.session).await;
         Ok(tokens)
+    }
+
+    async fn session_created(&self, session: &SessionRecord) {
+        self.publish(SessionEvent::SessionCreated {
+            user_id: session.user_id.clone(),
+            session_id: session.id.clone(),
+            user_agent: session.user_agent.clone(),
+            ip: session.ip.clone(),
+            at: session.created_at,
+        })
+        .await;
     }
 
     async fn start_session(&self, user: &UserRecord, client: &ClientInfo) -> Result<NewTokens, AuthError> {
@@ -366,7 +409,8 @@ impl Auth {
                 (session, earlier)
             }
             Rotation::Reused(session) => {
-                self.mark_revoked(&session.id);
+                self.sessions_revoked(&session.user_id, vec![session.id.clone()], "refresh_reuse")
+                    .await;
                 tracing::warn!(session = %session.id, user = %session.user_id, "refresh token reuse: session revoked");
                 let user = self.store.user_by_id(&session.user_id).await?;
                 self.audit(
@@ -425,7 +469,8 @@ impl Auth {
             return Ok(());
         };
         if self.store.revoke_session(&session.id, "logout", self.now()).await? {
-            self.mark_revoked(&session.id);
+            self.sessions_revoked(&session.user_id, vec![session.id.clone()], "logout")
+                .await;
             let user = self.store.user_by_id(&session.user_id).await?;
             self.audit(AuditKind::Logout, user.as_ref(), Some(&session.id), client, None)
                 .await?;
@@ -455,11 +500,9 @@ impl Auth {
             .store
             .revoke_user_sessions(&claims.sub, None, "logout_all", self.now())
             .await?;
-        for session_id in &revoked {
-            self.mark_revoked(session_id);
-        }
-        let user = self.store.user_by_id(&claims.sub).await?;
         let detail = format!("{} sessions revoked", revoked.len());
+        self.sessions_revoked(&claims.sub, revoked, "logout_all").await;
+        let user = self.store.user_by_id(&claims.sub).await?;
         self.audit(AuditKind::LogoutAll, user.as_ref(), Some(&claims.sid), client, Some(detail))
             .await
     }
@@ -496,7 +539,8 @@ impl Auth {
             return Err(AuthError::NotFound);
         };
         if self.store.revoke_session(&session.id, "revoked_by_user", self.now()).await? {
-            self.mark_revoked(&session.id);
+            self.sessions_revoked(&claims.sub, vec![session.id.clone()], "revoked_by_user")
+                .await;
             let user = self.store.user_by_id(&claims.sub).await?;
             self.audit(AuditKind::SessionRevoked, user.as_ref(), Some(&session.id), client, None)
                 .await?;
@@ -539,10 +583,14 @@ impl Auth {
             .store
             .change_password(&user.id, &hash, &claims.sid, self.now())
             .await?;
-        for session_id in &revoked {
-            self.mark_revoked(session_id);
-        }
         let detail = format!("{} other sessions revoked", revoked.len());
+        self.sessions_revoked(&user.id, revoked, "password_changed").await;
+        self.publish(SessionEvent::PasswordChanged {
+            user_id: user.id.clone(),
+            session_id: claims.sid.clone(),
+            at: self.now(),
+        })
+        .await;
         self.audit(AuditKind::PasswordChanged, Some(&user), Some(&claims.sid), client, Some(detail))
             .await
     }

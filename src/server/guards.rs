@@ -1,9 +1,8 @@
 //! Request-level defences: cross-site request refusal (CSRF) and the body size
 //! limit, answered in the app's error format.
 
-use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, Method};
+use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -21,14 +20,13 @@ pub async fn refuse_cross_site(State(state): State<AppState>, request: Request, 
     if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(request).await;
     }
-    if is_cross_site(&request, &state.auth.settings().allowed_origins) {
+    if is_cross_site(request.headers(), &state.auth.settings().allowed_origins) {
         return ApiError::CrossSite.into_response();
     }
     next.run(request).await
 }
 
-pub fn is_cross_site(request: &Request<Body>, allowed_origins: &[String]) -> bool {
-    let headers = request.headers();
+pub fn is_cross_site(headers: &HeaderMap, allowed_origins: &[String]) -> bool {
     if let Some(origin) = headers.get(header::ORIGIN) {
         let Ok(origin) = origin.to_str() else {
             return true;

@@ -25,6 +25,7 @@ pub mod error;
 pub mod extract;
 mod forms;
 pub mod guards;
+pub mod live;
 mod pages;
 
 use cookies::CookiePolicy;
@@ -36,12 +37,18 @@ pub struct AppState {
     pub leptos: LeptosOptions,
     pub auth: Arc<Auth>,
     pub cookies: CookiePolicy,
+    pub sockets: Arc<live::SocketCounts>,
 }
 
 impl AppState {
     pub fn new(leptos: LeptosOptions, auth: Arc<Auth>) -> Self {
         let cookies = CookiePolicy::new(auth.settings().cookie_secure);
-        Self { leptos, auth, cookies }
+        Self {
+            leptos,
+            auth,
+            cookies,
+            sockets: Arc::default(),
+        }
     }
 }
 
@@ -81,6 +88,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .merge(auth_api::routes(&state))
         .merge(forms::routes(&state))
+        .merge(live::routes())
         .nest_service("/pkg", site_pkg_service(&state.leptos))
         .merge(pages)
         .layer(DefaultBodyLimit::max(guards::MAX_BODY_BYTES))

@@ -10,11 +10,13 @@ use sqlx::{AnyPool, ConnectOptions, Connection, Executor};
 
 mod audit;
 mod keys;
+mod notify;
 mod sessions;
 mod users;
 
 pub use audit::AuditRecord;
 pub use keys::KeyRecord;
+pub use notify::{Listener, MAX_NOTICE_BYTES};
 pub use sessions::{NewSession, Rotation, SessionRecord, Successor};
 pub use users::UserRecord;
 
@@ -58,10 +60,19 @@ pub enum Backend {
     Postgres,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// PostgreSQL only: where a listener for other instances' notices connects.
+    /// Kept out of `Debug`: it may hold a password.
+    listen_url: Option<String>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("backend", &self.backend).finish_non_exhaustive()
+    }
 }
 
 impl Store {
@@ -98,7 +109,12 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(StoreError::Unavailable)?;
-        let store = Self { pool, backend };
+        let listen_url = (backend == Backend::Postgres).then(|| url.clone());
+        let store = Self {
+            pool,
+            backend,
+            listen_url,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -134,6 +150,10 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.pool.is_closed()
     }
 }
 

@@ -5,5 +5,6 @@
 
 mod auth_api;
 mod cli;
+mod live;
 mod pages;
 mod support;

@@ -37,6 +37,7 @@ pub struct TestServer {
     backend: Backend,
     postgres_db: Option<String>,
     task: tokio::task::JoinHandle<()>,
+    relay: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Settings for tests: short lifetimes are set per test; argon2 is cheaper
@@ -107,6 +108,7 @@ impl TestServer {
     async fn serve(settings: Settings, clock: Arc<ManualClock>, backend: Backend) -> Self {
         let store = Store::open(&settings.database_url).await.expect("open store");
         let auth = Arc::new(Auth::new(settings.clone(), store, clock.clone()).await.expect("auth core"));
+        let relay = gatehouse::auth::events::spawn_relay(&auth);
         let leptos = leptos::config::LeptosOptions::builder().output_name("gatehouse").build();
         let router = app(AppState::new(leptos, auth.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -123,17 +125,24 @@ impl TestServer {
             backend,
             postgres_db: None,
             task,
+            relay,
         }
     }
 
     /// Stops a sibling server; the database stays for the others.
     pub fn stop(self) {
         self.task.abort();
+        if let Some(relay) = self.relay {
+            relay.abort();
+        }
     }
 
     /// Stops the server and drops its PostgreSQL database.
     pub async fn finish(self) {
         self.task.abort();
+        if let Some(relay) = &self.relay {
+            relay.abort();
+        }
         self.auth.store().close().await;
         if let Some(name) = self.postgres_db {
             let mut conn = sqlx_postgres(&postgres_admin_url()).await;
