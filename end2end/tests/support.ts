@@ -13,10 +13,13 @@ export function uniqueName(prefix = "user"): string {
   return `${prefix}-${Date.now().toString(36)}-${process.pid}-${counter}`.slice(0, 32);
 }
 
-/** Creates an account through the JSON API (no cookie kept). */
+/** Creates an account through the JSON API and ends the session registering started. */
 export async function createAccount(request: APIRequestContext, username = uniqueName()): Promise<string> {
   const response = await request.post("/auth/register", { data: { username, password: PASSWORD } });
   expect(response.status(), await response.text()).toBe(201);
+  const cookie = response.headers()["set-cookie"].split(";")[0];
+  const logout = await request.post("/auth/logout", { headers: { cookie } });
+  expect(logout.status()).toBe(204);
   return username;
 }
 

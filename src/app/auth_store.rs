@@ -184,6 +184,19 @@ impl AuthStore {
         }
     }
 
+    /// This page is ending the session (logout, logout everywhere): nothing may
+    /// refresh it meanwhile, but the token stays for the call that ends it.
+    pub fn begin_ending(&self) {
+        self.ended.set(true);
+    }
+
+    /// The call that was to end the session failed: it goes on.
+    pub fn cancel_ending(&self) {
+        if self.is_logged_in_untracked() {
+            self.ended.set(false);
+        }
+    }
+
     /// Empties the store for good: the session is over.
     pub fn end(&self) {
         self.ended.set(true);

@@ -174,6 +174,25 @@ pub fn time_text(unix: i64) -> String {
         .unwrap_or_default()
 }
 
+/// "Chrome on Linux" from a user agent string: enough to recognise a device.
+pub fn device_text(user_agent: Option<&str>) -> String {
+    let Some(ua) = user_agent else {
+        return "Unknown device".to_string();
+    };
+    let browser = [("Edg/", "Edge"), ("Firefox/", "Firefox"), ("Chrome/", "Chrome"), ("Safari/", "Safari")]
+        .iter()
+        .find(|(marker, _)| ua.contains(marker))
+        .map_or("Another client", |(_, name)| name);
+    let system = [("Android", "Android"), ("iPhone", "iOS"), ("iPad", "iPadOS"), ("Windows", "Windows"), ("Mac OS X", "macOS"), ("Linux", "Linux")]
+        .iter()
+        .find(|(marker, _)| ua.contains(marker))
+        .map(|(_, name)| *name);
+    match system {
+        Some(system) => format!("{browser} on {system}"),
+        None => browser.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,5 +210,13 @@ mod tests {
         assert_eq!(duration_text(125), "2 min 5 s");
         assert_eq!(duration_text(3_725), "1 h 2 min");
         assert_eq!(duration_text(-3), "0 s");
+    }
+
+    #[test]
+    fn devices_are_recognisable() {
+        let chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36";
+        assert_eq!(device_text(Some(chrome)), "Chrome on Linux");
+        assert_eq!(device_text(Some("curl/8.0")), "Another client");
+        assert_eq!(device_text(None), "Unknown device");
     }
 }

@@ -6,7 +6,9 @@
 //! - `auth_store`: the in-memory access token and its claims;
 //! - `guard`: the client-side guards; `pages`: one module per page;
 //! - `data`: what pages load, from the core on the server and the API in the browser;
-//! - `client` (browser only): the API client, the shared refresh, tab cooperation.
+//! - `live_feed`: what the live socket said, for the pages to show;
+//! - `client` (browser only): the API client, the shared refresh, tab
+//!   cooperation, the live socket.
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, Title};
@@ -19,11 +21,13 @@ pub mod client;
 mod components;
 mod data;
 mod guard;
+pub mod live_feed;
 mod pages;
 pub mod routes;
 
 use auth_store::AuthStore;
 use guard::Protected;
+use live_feed::LiveFeed;
 use pages::{AccountPage, AdminPage, DashboardPage, LoginPage, RegisterPage, SessionsPage};
 use routes::Access;
 
@@ -68,9 +72,11 @@ pub fn App() -> impl IntoView {
     let initial = SharedValue::new(page_auth);
     let store = AuthStore::new(initial.into_inner());
     provide_context(store);
+    let feed = LiveFeed::new();
+    provide_context(feed);
     #[cfg(feature = "hydrate")]
     {
-        client::start(store);
+        client::start(store, feed);
         // Lets tests (and curious people) see that the WASM client is running.
         Effect::new(|_| {
             let _ = document().body().map(|body| body.set_attribute("data-hydrated", "true"));

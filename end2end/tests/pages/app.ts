@@ -53,6 +53,8 @@ export class AppPage {
   readonly sessions: Locator;
   readonly thisDevice: Locator;
   readonly logoutAll: Locator;
+  readonly liveStatus: Locator;
+  readonly liveEvents: Locator;
 
   constructor(readonly page: Page) {
     this.headerUsername = page.getByTestId("header-username");
@@ -66,6 +68,8 @@ export class AppPage {
     this.sessions = page.getByTestId("session");
     this.thisDevice = page.getByTestId("this-device");
     this.logoutAll = page.getByTestId("logout-all");
+    this.liveStatus = page.getByTestId("live-status");
+    this.liveEvents = page.getByTestId("live-events").locator("li");
   }
 
   nav(name: "Dashboard" | "Sessions" | "Account" | "Admin") {

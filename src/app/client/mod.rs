@@ -2,6 +2,7 @@
 //! client, the shared refresh, and the cooperation between tabs.
 
 mod http;
+mod live;
 mod session;
 mod tabs;
 
@@ -16,12 +17,14 @@ pub use http::{Api, ClientError};
 pub use session::{log_out, logged_in, refresh, refresh_or_sign_out, sign_out};
 
 use super::auth_store::{now_seconds, AuthStore};
+use super::live_feed::LiveFeed;
 
 /// Starts the background work of the token store: listening to other tabs,
-/// refreshing ahead of expiry, and refreshing when a hidden tab comes back with
-/// an expired token.
-pub fn start(store: AuthStore) {
+/// refreshing ahead of expiry, refreshing when a hidden tab comes back with an
+/// expired token, and the live socket.
+pub fn start(store: AuthStore, feed: LiveFeed) {
     tabs::listen(store);
+    live::start(store, feed);
 
     Effect::new(move |previous: Option<Option<TimeoutHandle>>| {
         if let Some(Some(handle)) = previous {

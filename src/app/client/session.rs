@@ -103,6 +103,10 @@ async fn fill_username(store: AuthStore, token: &AccessToken) {
 /// [`refresh`], and when the server refuses it, the end of the session here and
 /// in every other tab, and a trip to `/login?next=<here>`.
 pub async fn refresh_or_sign_out(store: AuthStore, stale: Option<AccessToken>) -> Result<AccessToken, ClientError> {
+    // The page is ending the session itself and will leave on its own terms.
+    if store.has_ended() {
+        return Err(ClientError::SignedOut);
+    }
     match refresh(store, stale).await {
         Ok(token) => Ok(token),
         Err(RefreshError::Rejected) => {
@@ -152,7 +156,9 @@ pub fn logged_in(store: AuthStore, access_token: &str, username: String) {
 /// The logout button: ends the session on the server (which clears the
 /// cookie), then here and in every other tab.
 pub async fn log_out(store: AuthStore) {
-    // Whatever the server answers, this browser is done with the session.
+    // Whatever the server answers, this browser is done with the session; the
+    // live socket's close (1008) must not start a refresh meanwhile.
+    store.begin_ending();
     let _ = send_once(Method::POST, "/auth/logout", None, None).await;
     sign_out(store, false);
 }

@@ -4,7 +4,9 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::app::auth_store::{now_seconds, AuthStore};
-use crate::app::components::{duration_text, Announce};
+use crate::app::components::{device_text, duration_text, time_text, Announce};
+use crate::app::live_feed::{LiveFeed, LiveStatus};
+use crate::protocol::live::ServerMessage;
 
 #[component]
 pub fn DashboardPage() -> impl IntoView {
@@ -57,10 +59,72 @@ pub fn DashboardPage() -> impl IntoView {
             <button type="button" on:click=ask_server data-testid="ask-server">"Ask the server who I am"</button>
             <Announce message=answer kind="status"/>
         </section>
+        <LiveEvents/>
+    }
+}
+
+/// What the live socket reports: its state, and the user's session events as
+/// they happen.
+#[component]
+fn LiveEvents() -> impl IntoView {
+    let feed = LiveFeed::from_context();
+    let status = move || match feed.status.get() {
+        LiveStatus::Off => "Not connected",
+        LiveStatus::Connecting => "Connecting…",
+        LiveStatus::Open => "Live",
+        LiveStatus::Down => "Disconnected",
+    };
+    let state = move || format!("{:?}", feed.status.get()).to_lowercase();
+    view! {
         <section class="card">
             <h2>"Live events"</h2>
             <p class="hint">"Logins elsewhere, revoked sessions and password changes appear here as they happen."</p>
-            <ul class="events" data-testid="live-events"></ul>
+            <p class="live-status" data-testid="live-status" data-state=state role="status">
+                {status}
+                <Show when=move || feed.status.get() == LiveStatus::Down>
+                    " "
+                    <button type="button" class="secondary" data-testid="live-reconnect"
+                        on:click=move |_| feed.retry.update(|n| *n += 1)>"Reconnect"</button>
+                </Show>
+            </p>
+            <ul class="events" data-testid="live-events" aria-live="polite">
+                <For each=move || feed.events.get() key=|event| format!("{event:?}") let:event>
+                    <li data-type=event_type(&event)>{event_text(&event)}</li>
+                </For>
+            </ul>
         </section>
+    }
+}
+
+fn event_type(event: &ServerMessage) -> &'static str {
+    match event {
+        ServerMessage::Ready { .. } => "ready",
+        ServerMessage::SessionCreated { .. } => "session_created",
+        ServerMessage::SessionRevoked { .. } => "session_revoked",
+        ServerMessage::PasswordChanged { .. } => "password_changed",
+    }
+}
+
+fn event_text(event: &ServerMessage) -> String {
+    match event {
+        ServerMessage::Ready { .. } => String::new(),
+        ServerMessage::SessionCreated { user_agent, ip, at, .. } => format!(
+            "{}: new login from {} at {}",
+            time_text(*at),
+            device_text(user_agent.as_deref()),
+            ip.as_deref().unwrap_or("an unknown address"),
+        ),
+        ServerMessage::SessionRevoked { reason, at, .. } => {
+            let why = match reason.as_str() {
+                "logout" => "logged out",
+                "revoked_by_user" => "signed out from another device",
+                "password_changed" => "signed out by a password change",
+                "refresh_reuse" => "ended: its refresh token was used twice",
+                "logout_all" => "signed out everywhere",
+                _ => "ended",
+            };
+            format!("{}: a session {why}", time_text(*at))
+        }
+        ServerMessage::PasswordChanged { at } => format!("{}: your password was changed", time_text(*at)),
     }
 }

@@ -6,17 +6,20 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::app::auth_store::AuthStore;
-use crate::app::components::{loaded, page_messages, time_text, Announce};
+use crate::app::components::{device_text, loaded, page_messages, time_text, Announce};
 #[cfg(feature = "hydrate")]
 use crate::app::components::{error_message, notice_message};
 use crate::app::data;
+use crate::app::live_feed::LiveFeed;
 use crate::protocol::SessionView;
 
 #[component]
 pub fn SessionsPage() -> impl IntoView {
     let store = AuthStore::from_context();
     let version = RwSignal::new(0u32);
-    let sessions = Resource::new(move || version.get(), |_| data::sessions());
+    let feed = LiveFeed::from_context();
+    // Reloads when a session appears or ends elsewhere, as the live socket tells.
+    let sessions = Resource::new(move || (version.get(), feed.sessions_changed.get()), |_| data::sessions());
     let (error, notice) = page_messages();
 
     let revoke = move |id: String| {
@@ -43,9 +46,13 @@ pub fn SessionsPage() -> impl IntoView {
         leptos::task::spawn_local(async move {
             use crate::app::client::{sign_out, Api};
             use gloo_net::http::Method;
+            store.begin_ending();
             match Api::new(store).send::<()>(Method::POST, "/auth/logout-all", None).await {
                 Ok(()) => sign_out(store, false),
-                Err(err) => error.set(Some(error_message(err.code()).to_string())),
+                Err(err) => {
+                    store.cancel_ending();
+                    error.set(Some(error_message(err.code()).to_string()));
+                }
             }
         });
     };
@@ -97,37 +104,5 @@ fn SessionItem(session: SessionView, revoke: impl Fn(String) + Copy + Send + Syn
                 </form>
             })}
         </li>
-    }
-}
-
-/// "Chrome on Linux" from a user agent string: enough to recognise a device.
-fn device_text(user_agent: Option<&str>) -> String {
-    let Some(ua) = user_agent else {
-        return "Unknown device".to_string();
-    };
-    let browser = [("Edg/", "Edge"), ("Firefox/", "Firefox"), ("Chrome/", "Chrome"), ("Safari/", "Safari")]
-        .iter()
-        .find(|(marker, _)| ua.contains(marker))
-        .map_or("Another client", |(_, name)| name);
-    let system = [("Android", "Android"), ("iPhone", "iOS"), ("iPad", "iPadOS"), ("Windows", "Windows"), ("Mac OS X", "macOS"), ("Linux", "Linux")]
-        .iter()
-        .find(|(marker, _)| ua.contains(marker))
-        .map(|(_, name)| *name);
-    match system {
-        Some(system) => format!("{browser} on {system}"),
-        None => browser.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::device_text;
-
-    #[test]
-    fn devices_are_recognisable() {
-        let chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36";
-        assert_eq!(device_text(Some(chrome)), "Chrome on Linux");
-        assert_eq!(device_text(Some("curl/8.0")), "Another client");
-        assert_eq!(device_text(None), "Unknown device");
     }
 }
