@@ -1,6 +1,6 @@
 # The two README commands, plus a few for developers. All of them install what
 # is missing first (see scripts/dev.sh).
-.PHONY: run test watch setup
+.PHONY: run test watch bench setup
 
 run:
 	scripts/dev.sh run
@@ -13,3 +13,6 @@ watch:
 
 setup:
 	scripts/dev.sh setup
+
+bench:
+	scripts/dev.sh bench

@@ -5,6 +5,7 @@
 #   scripts/dev.sh run     build in release mode and serve on LEPTOS_SITE_ADDR
 #   scripts/dev.sh watch   cargo leptos watch (rebuild and reload on change)
 #   scripts/dev.sh test    Rust unit and integration tests, then Playwright in Chromium
+#   scripts/dev.sh bench   release build, then every benchmark; writes BENCHMARKS.md
 #   scripts/dev.sh setup   only install the toolchain
 set -euo pipefail
 
@@ -123,6 +124,20 @@ browser_tests() {
   (cd end2end && npx playwright test)
 }
 
+setup_wrk() {
+  command -v wrk >/dev/null || apt_install wrk
+}
+
+token_benchmarks() {
+  cargo bench --features ssr --bench tokens -- --warm-up-time 1 --measurement-time 4
+}
+
+load_benchmarks() {
+  # A thousand sockets need more file descriptors than the usual 1024.
+  ulimit -n 65536 2>/dev/null || ulimit -n 8192 2>/dev/null || true
+  cargo bench --features ssr --bench load
+}
+
 cmd="${1:-}"
 case "$cmd" in
   setup)
@@ -150,8 +165,16 @@ case "$cmd" in
     phase "release build" build_release
     phase "playwright (chromium)" browser_tests
     ;;
+  bench)
+    phase "toolchain ($MODE)" setup_toolchain
+    phase "wrk" setup_wrk
+    phase "database services" start_database_services
+    phase "release build" build_release
+    phase "token benchmarks" token_benchmarks
+    phase "load benchmarks" load_benchmarks
+    ;;
   *)
-    echo "usage: scripts/dev.sh {run|watch|test|setup}" >&2
+    echo "usage: scripts/dev.sh {run|watch|test|bench|setup}" >&2
     exit 2
     ;;
 esac

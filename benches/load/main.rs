@@ -1,0 +1,282 @@
+//! `make bench`: what auth costs, measured on loopback against baselines taken
+//! in the same run (these machines are noisy: the ratios are the figures to
+//! read). Starts the real app in this process, drives it with `wrk`, and writes
+//! BENCHMARKS.md. Nothing here asserts a timing.
+//!
+//! Run with `--ws-clients <url> <token file>` it is instead the WebSocket client
+//! process of the socket figures, so the server's memory is measured alone.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod report;
+mod sockets;
+mod wrk;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::routing::get;
+use axum::{Json, Router};
+use gatehouse::auth::clock::SystemClock;
+use gatehouse::auth::password::{Password, PasswordHasher};
+use gatehouse::auth::{Auth, ClientInfo};
+use gatehouse::config::{RateLimit, Settings};
+use gatehouse::protocol::{Credentials, Me};
+use gatehouse::server::{app, AppState};
+use gatehouse::store::Store;
+use report::{Figure, Report};
+use wrk::Load;
+
+const PASSWORD: &str = "benchmark passphrase of decent length 42";
+/// How long each wrk run lasts.
+const RUN: Duration = Duration::from_secs(8);
+const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--ws-clients") {
+        let url = args.get(at + 1).expect("url");
+        let tokens = args.get(at + 2).expect("token file");
+        return sockets::client_process(url, tokens);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run());
+}
+
+fn bench_settings(database_url: String) -> Settings {
+    let unlimited = RateLimit {
+        count: 1_000_000_000,
+        per_seconds: 1,
+    };
+    Settings {
+        database_url,
+        cookie_secure: false,
+        login_failures_per_username: unlimited,
+        login_failures_per_ip: unlimited,
+        registrations_per_ip: unlimited,
+        refreshes_per_session: unlimited,
+        ..Settings::default()
+    }
+}
+
+/// The app as `gatehouse serve` runs it, plus one bare handler without auth as
+/// the baseline of `/api/me`.
+struct Server {
+    base: String,
+    auth: Arc<Auth>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+async fn start(settings: Settings) -> Server {
+    let store = Store::open(&settings.database_url).await.expect("store");
+    let auth = Arc::new(Auth::new(settings, store, Arc::new(SystemClock)).await.expect("auth"));
+    let leptos = leptos::config::LeptosOptions::builder()
+        .output_name("gatehouse")
+        .site_root("target/site")
+        .build();
+    let router = app(AppState::new(leptos, auth.clone())).merge(Router::new().route("/bench/bare", get(bare)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await;
+    });
+    Server {
+        base: format!("http://{addr}"),
+        auth,
+        _task: task,
+    }
+}
+
+/// What `/api/me` answers, without looking at any token.
+async fn bare() -> Json<Me> {
+    Json(Me {
+        id: "00000000-0000-0000-0000-000000000000".into(),
+        username: "bench".into(),
+        role: "user".into(),
+        session_id: "00000000-0000-0000-0000-000000000000".into(),
+    })
+}
+
+/// A user and a live session: its access token and refresh cookie value.
+async fn session(auth: &Auth, username: &str) -> (String, String) {
+    let client = ClientInfo {
+        ip: Some("127.0.0.1".into()),
+        user_agent: Some("bench".into()),
+    };
+    let credentials = Credentials {
+        username: username.into(),
+        password: PASSWORD.into(),
+    };
+    let tokens = match auth.register(credentials.clone(), &client).await {
+        Ok(tokens) => tokens,
+        Err(_) => auth.login(credentials, &client).await.expect("login"),
+    };
+    (tokens.access.token, tokens.refresh.expose().to_string())
+}
+
+async fn run() {
+    which_wrk();
+    let mut report = Report::new();
+    let dir = std::env::temp_dir().join(format!("gatehouse-bench-{}", std::process::id()));
+    let sqlite = start(bench_settings(format!("sqlite://{}/bench.db", dir.display()))).await;
+
+    // GET /api/me against the bare handler.
+    let (access, refresh) = session(&sqlite.auth, "bench").await;
+    let bearer = format!("Authorization: Bearer {access}");
+    let bare = wrk::run(&sqlite.base, "/bench/bare", Load::get(&[&bearer]), RUN);
+    let me = wrk::run(&sqlite.base, "/api/me", Load::get(&[&bearer]), RUN);
+    report.http(Figure::new("GET /api/me (valid token)", me, "bare axum handler, same binary", bare, 0.7));
+
+    // A protected page (guard, render, minted token) against a public page.
+    let cookie = format!("Cookie: gatehouse_refresh={refresh}");
+    let public = wrk::run(&sqlite.base, "/register", Load::get(&[]), RUN);
+    let protected = wrk::run(&sqlite.base, "/", Load::get(&[&cookie]), RUN);
+    report.http(Figure::new(
+        "GET / (server-rendered protected page)",
+        protected,
+        "GET /register (server-rendered public page)",
+        public,
+        0.6,
+    ));
+
+    // Login against the argon2 bound.
+    let hash_time = argon2_hash_time().await;
+    let login_body = serde_json::json!({"username": "bench", "password": PASSWORD}).to_string();
+    let login = wrk::run(&sqlite.base, "/auth/login", Load::post_json(&login_body), RUN);
+    report.argon2_bound(login, hash_time, 0.9);
+
+    // Refresh (rotation) against the database's own write rate, on both databases.
+    refresh_figure(&mut report, &sqlite, "SQLite").await;
+    match postgres_database().await {
+        Some((url, name)) => {
+            let postgres = start(bench_settings(url.clone())).await;
+            refresh_figure(&mut report, &postgres, "PostgreSQL").await;
+            postgres.auth.store().close().await;
+            drop_postgres_database(&name).await;
+        }
+        None => report.note("PostgreSQL was not reachable: its refresh figure is missing."),
+    }
+
+    sockets::figures(&mut report).await;
+    report.bundle(std::path::Path::new("target/site/pkg"));
+    report.token_microbenchmarks(std::path::Path::new("target/criterion/access_token"));
+    let path = std::path::Path::new("BENCHMARKS.md");
+    std::fs::write(path, report.render()).expect("write BENCHMARKS.md");
+    println!("wrote {}", path.display());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn which_wrk() {
+    let found = std::process::Command::new("wrk").arg("--version").output().is_ok();
+    assert!(found, "wrk is needed: `make bench` installs it (apt-get install wrk)");
+}
+
+/// One password hash with the configured argon2 parameters, averaged.
+async fn argon2_hash_time() -> Duration {
+    let defaults = Settings::default();
+    let hasher = PasswordHasher::new(
+        defaults.argon2_memory_kib,
+        defaults.argon2_iterations,
+        defaults.argon2_parallelism,
+        1,
+    )
+    .await
+    .expect("hasher");
+    let rounds = 20;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        hasher.hash(Password::new(PASSWORD.into())).await.expect("hash");
+    }
+    started.elapsed() / rounds
+}
+
+async fn refresh_figure(report: &mut Report, server: &Server, database: &str) {
+    // One session per wrk connection: each follows its own rotation.
+    let mut cookies = Vec::new();
+    for i in 0..wrk::WRITE_CONNECTIONS {
+        cookies.push(session(&server.auth, &format!("rotation-{i}")).await.1);
+    }
+    let refresh = wrk::run(&server.base, "/auth/refresh", Load::rotating_refresh(&cookies), RUN);
+    let baseline = database_write_rate(&server.auth.settings().database_url, RUN).await;
+    report.refresh(database, refresh, baseline, 0.5);
+}
+
+/// The database's own rate for one insert plus one update in a transaction
+/// (what a rotation writes, without the rest), with as many writers as wrk has
+/// connections, on a table of its own in the same database.
+async fn database_write_rate(url: &str, run: Duration) -> f64 {
+    use sqlx::any::AnyPoolOptions;
+    let sqlite = url.starts_with("sqlite:");
+    let pool = AnyPoolOptions::new()
+        .max_connections(wrk::WRITE_CONNECTIONS as u32)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if sqlite {
+                    sqlx::Executor::execute(conn, "PRAGMA busy_timeout = 5000").await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await
+        .expect("baseline pool");
+    sqlx::query("CREATE TABLE IF NOT EXISTS bench_writes (id TEXT PRIMARY KEY, counter BIGINT NOT NULL)")
+        .execute(&pool)
+        .await
+        .expect("baseline table");
+    let deadline = Instant::now() + run;
+    let mut writers = Vec::new();
+    for writer in 0..wrk::WRITE_CONNECTIONS {
+        let pool = pool.clone();
+        writers.push(tokio::spawn(async move {
+            let mut done = 0u64;
+            while Instant::now() < deadline {
+                // The same locking the store uses: SQLite takes the write lock at once.
+                let mut tx = if sqlite { pool.begin_with("BEGIN IMMEDIATE").await } else { pool.begin().await }
+                    .expect("begin");
+                let id = format!("{writer}-{done}");
+                sqlx::query("INSERT INTO bench_writes (id, counter) VALUES ($1, 0)")
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await
+                    .expect("insert");
+                sqlx::query("UPDATE bench_writes SET counter = counter + 1 WHERE id = $1")
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await
+                    .expect("update");
+                tx.commit().await.expect("commit");
+                done += 1;
+            }
+            done
+        }));
+    }
+    let mut total = 0;
+    for writer in writers {
+        total += writer.await.expect("writer");
+    }
+    total as f64 / run.as_secs_f64()
+}
+
+async fn postgres_database() -> Option<(String, String)> {
+    use sqlx::Connection as _;
+    let admin = std::env::var("GATEHOUSE_TEST_POSTGRES").unwrap_or_else(|_| POSTGRES.into());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.ok()?;
+    let name = format!("gatehouse_bench_{}", std::process::id());
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.ok()?;
+    let base = admin.rsplit_once('/').map(|(b, _)| b.to_string())?;
+    Some((format!("{base}/{name}"), name))
+}
+
+async fn drop_postgres_database(name: &str) {
+    use sqlx::Connection as _;
+    let admin = std::env::var("GATEHOUSE_TEST_POSTGRES").unwrap_or_else(|_| POSTGRES.into());
+    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
+    }
+}

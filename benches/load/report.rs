@@ -1,0 +1,219 @@
+//! BENCHMARKS.md: every figure with its baseline from the same run, the ratio,
+//! and the machine it ran on.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use super::wrk::Measured;
+
+pub struct Figure {
+    what: String,
+    measured: Measured,
+    baseline_what: String,
+    baseline: Measured,
+    goal: f64,
+}
+
+impl Figure {
+    pub fn new(what: &str, measured: Measured, baseline_what: &str, baseline: Measured, goal: f64) -> Self {
+        Self {
+            what: what.into(),
+            measured,
+            baseline_what: baseline_what.into(),
+            baseline,
+            goal,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Report {
+    rows: Vec<String>,
+    latencies: Vec<String>,
+    sections: Vec<String>,
+    notes: Vec<String>,
+}
+
+fn ratio(measured: f64, baseline: f64) -> f64 {
+    if baseline > 0.0 {
+        measured / baseline
+    } else {
+        0.0
+    }
+}
+
+fn verdict(ratio: f64, goal: f64) -> &'static str {
+    if ratio >= goal {
+        "met"
+    } else {
+        "**missed**"
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+impl Report {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn latency(&mut self, what: &str, m: &Measured) {
+        self.latencies.push(format!(
+            "| {what} | {} | {} | {} | {} |",
+            ms(m.p50),
+            ms(m.p99),
+            m.requests,
+            m.failures
+        ));
+    }
+
+    pub fn http(&mut self, f: Figure) {
+        let r = ratio(f.measured.requests_per_second, f.baseline.requests_per_second);
+        self.rows.push(format!(
+            "| {} | {:.0} req/s | {} | {:.0} req/s | {r:.2} | ≥ {} ({}) |",
+            f.what,
+            f.measured.requests_per_second,
+            f.baseline_what,
+            f.baseline.requests_per_second,
+            f.goal,
+            verdict(r, f.goal)
+        ));
+        self.latency(&f.what, &f.measured);
+        self.latency(&f.baseline_what, &f.baseline);
+    }
+
+    pub fn argon2_bound(&mut self, login: Measured, hash: Duration, goal: f64) {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let bound = cores / hash.as_secs_f64();
+        let r = ratio(login.requests_per_second, bound);
+        self.rows.push(format!(
+            "| POST /auth/login | {:.1} req/s | argon2 bound: {cores} cores / {} per hash | {bound:.1} /s | {r:.2} | ≥ {goal} ({}) |",
+            login.requests_per_second,
+            ms(hash),
+            verdict(r, goal)
+        ));
+        self.latency("POST /auth/login", &login);
+    }
+
+    pub fn refresh(&mut self, database: &str, refresh: Measured, writes_per_second: f64, goal: f64) {
+        let r = ratio(refresh.requests_per_second, writes_per_second);
+        self.rows.push(format!(
+            "| POST /auth/refresh ({database}) | {:.0} req/s | {database}: one insert + one update in a transaction | {writes_per_second:.0} tx/s | {r:.2} | ≥ {goal} ({}) |",
+            refresh.requests_per_second,
+            verdict(r, goal)
+        ));
+        self.latency(&format!("POST /auth/refresh ({database})"), &refresh);
+    }
+
+    pub fn sockets(&mut self, open: usize, grew_kib: u64, closed: usize, took: Duration) {
+        let mut text = String::from("## WebSockets\n\n");
+        let per_thousand = if open > 0 { grew_kib as f64 * 1000.0 / open as f64 } else { 0.0 };
+        let _ = writeln!(
+            text,
+            "- Server memory for {open} open, authenticated sockets: {:.1} MiB more resident memory, **{:.1} MiB per 1,000 sockets** ({:.1} KiB each).",
+            grew_kib as f64 / 1024.0,
+            per_thousand / 1024.0,
+            per_thousand / 1000.0
+        );
+        let _ = writeln!(
+            text,
+            "- Revoke to close with {open} open: logout everywhere for one user closed its {closed} sockets (code 1008) **{}** after the call began.",
+            ms(took)
+        );
+        self.sections.push(text);
+    }
+
+    pub fn bundle(&mut self, pkg: &Path) {
+        let size = |ending: &str| -> Option<(String, u64)> {
+            std::fs::read_dir(pkg).ok()?.filter_map(Result::ok).find_map(|entry| {
+                let name = entry.file_name().to_string_lossy().to_string();
+                name.ends_with(ending).then(|| (name, entry.metadata().map_or(0, |m| m.len())))
+            })
+        };
+        let mut text = String::from("## WASM bundle\n\n| file | raw | gzip | brotli |\n|---|---|---|---|\n");
+        for kind in [".wasm", ".js"] {
+            let (Some((name, raw)), Some((_, gz)), Some((_, br))) =
+                (size(kind), size(&format!("{kind}.gz")), size(&format!("{kind}.br")))
+            else {
+                self.notes.push(format!(
+                    "No precompressed release `{kind}` in {}: run `make bench`, which builds it first.",
+                    pkg.display()
+                ));
+                continue;
+            };
+            {
+                let _ = writeln!(text, "| `{name}` | {:.0} KB | {:.0} KB | {:.0} KB |", raw as f64 / 1000.0, gz as f64 / 1000.0, br as f64 / 1000.0);
+                if kind == ".wasm" {
+                    let goal = if br < 200_000 { "met" } else { "**missed**" };
+                    let _ = writeln!(text, "\nGoal: brotli under 200 KB: {goal}.\n");
+                }
+            }
+        }
+        self.sections.push(text);
+    }
+
+    /// The criterion figures `cargo bench --bench tokens` left in `dir`.
+    pub fn token_microbenchmarks(&mut self, dir: &Path) {
+        let mean = |name: &str| -> Option<f64> {
+            let text = std::fs::read_to_string(dir.join(name).join("new/estimates.json")).ok()?;
+            let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+            json["mean"]["point_estimate"].as_f64()
+        };
+        let mut text = String::from(
+            "## Access tokens (criterion, per operation)\n\n| operation | gatehouse | raw Ed25519 | ratio (raw / gatehouse) |\n|---|---|---|---|\n",
+        );
+        for (what, ours, raw) in [("sign", "sign", "raw_ed25519_sign"), ("verify", "verify", "raw_ed25519_verify")] {
+            match (mean(ours), mean(raw)) {
+                (Some(ours), Some(raw)) => {
+                    let _ = writeln!(text, "| {what} | {:.1} µs | {:.1} µs | {:.2} |", ours / 1000.0, raw / 1000.0, raw / ours);
+                }
+                _ => self.notes.push(format!("The criterion figure for {what} is missing (run `cargo bench --bench tokens`).")),
+            }
+        }
+        self.sections.push(text);
+    }
+
+    pub fn note(&mut self, text: &str) {
+        self.notes.push(text.into());
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::from("# Benchmarks\n\n");
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let memory = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| m.lines().next().map(|l| l.trim_start_matches("MemTotal:").trim().to_string()))
+            .unwrap_or_default();
+        let date = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "Written by `make bench` on {date}: {cores} cores, {memory} of memory. Server and load generator (wrk, on loopback) share the machine; every ratio compares figures measured in this same run, because absolute numbers on these machines vary from run to run.\n"
+        );
+        out.push_str("## Throughput against baselines\n\n| figure | measured | baseline | baseline measured | ratio | goal |\n|---|---|---|---|---|---|\n");
+        for row in &self.rows {
+            out.push_str(row);
+            out.push('\n');
+        }
+        out.push_str("\n## Latency\n\n| figure | p50 | p99 | requests | non-2xx/3xx |\n|---|---|---|---|---|\n");
+        for row in &self.latencies {
+            out.push_str(row);
+            out.push('\n');
+        }
+        for section in &self.sections {
+            out.push('\n');
+            out.push_str(section);
+        }
+        if !self.notes.is_empty() {
+            out.push_str("\n## Notes\n\n");
+            for note in &self.notes {
+                let _ = writeln!(out, "- {note}");
+            }
+        }
+        out
+    }
+}
