@@ -6,7 +6,7 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use ed25519_dalek::{Signer as _, Verifier as _};
 use gatehouse::auth::access_token::AccessTokens;
 use gatehouse::auth::clock::{Clock as _, SystemClock};
@@ -27,7 +27,7 @@ fn access_tokens(c: &mut Criterion) {
         return;
     };
     let tokens = AccessTokens::new(Arc::new(keys), "gatehouse".into(), "gatehouse".into(), 900);
-    let Ok(issued) = tokens.issue("user-id", "user", "session-id", now) else {
+    let Ok(issued) = tokens.issue("user-id", "bench", "user", "session-id", now) else {
         return;
     };
     let signing_input = issued.token.rsplit_once('.').map_or("", |(input, _)| input).as_bytes().to_vec();
@@ -36,8 +36,17 @@ fn access_tokens(c: &mut Criterion) {
     let raw_public = raw_key.verifying_key();
 
     let mut group = c.benchmark_group("access_token");
-    group.bench_function("sign", |b| b.iter(|| tokens.issue(black_box("user-id"), "user", "session-id", now)));
-    group.bench_function("verify", |b| b.iter(|| tokens.verify(black_box(&issued.token), now)));
+    group.bench_function("sign", |b| b.iter(|| tokens.issue(black_box("user-id"), "bench", "user", "session-id", now)));
+    // A token seen for the first time: signature, header and claims checked.
+    group.bench_function("verify", |b| {
+        b.iter_batched(
+            || tokens.issue("user-id", "bench", "user", "session-id", now).map(|t| t.token).unwrap_or_default(),
+            |token| tokens.verify(black_box(&token), now),
+            BatchSize::SmallInput,
+        )
+    });
+    // The same token again: answered from the cache of verified tokens.
+    group.bench_function("verify_cached", |b| b.iter(|| tokens.verify(black_box(&issued.token), now)));
     group.bench_function("raw_ed25519_sign", |b| b.iter(|| raw_key.sign(black_box(&signing_input))));
     group.bench_function("raw_ed25519_verify", |b| {
         b.iter(|| raw_public.verify(black_box(&signing_input), &raw_signature))

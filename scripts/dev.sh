@@ -129,13 +129,13 @@ setup_wrk() {
 }
 
 token_benchmarks() {
-  cargo bench --features ssr --bench tokens -- --warm-up-time 1 --measurement-time 4
+  cargo bench --profile benchmark --features ssr --bench tokens -- --warm-up-time 1 --measurement-time 4
 }
 
 load_benchmarks() {
   # A thousand sockets need more file descriptors than the usual 1024.
   ulimit -n 65536 2>/dev/null || ulimit -n 8192 2>/dev/null || true
-  cargo bench --features ssr --bench load
+  cargo bench --profile benchmark --features ssr --bench load
 }
 
 cmd="${1:-}"

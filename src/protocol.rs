@@ -160,6 +160,10 @@ pub struct AccessClaims {
     /// The session the token belongs to.
     pub sid: String,
     pub role: String,
+    /// The user's name (OpenID Connect's claim name), so answering who the
+    /// caller is needs no database read. Empty in tokens issued before it existed.
+    #[serde(default)]
+    pub preferred_username: String,
 }
 
 /// The password rule, shared so the browser's strength meter and the server

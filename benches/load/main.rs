@@ -166,7 +166,8 @@ async fn run() {
     report.bundle(std::path::Path::new("target/site/pkg"));
     report.token_microbenchmarks(std::path::Path::new("target/criterion/access_token"));
     let path = std::path::Path::new("BENCHMARKS.md");
-    std::fs::write(path, report.render()).expect("write BENCHMARKS.md");
+    let previous = std::fs::read_to_string(path).ok();
+    std::fs::write(path, Report::keep_log(report.render(), previous.as_deref())).expect("write BENCHMARKS.md");
     println!("wrote {}", path.display());
     let _ = std::fs::remove_dir_all(dir);
 }

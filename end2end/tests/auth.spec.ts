@@ -1,4 +1,4 @@
-import { expect, test, type Page } from "@playwright/test";
+import { expect, test, type APIRequestContext, type Page } from "@playwright/test";
 import { baseURL, databaseUrl, shortLivedURL } from "../playwright.config";
 import { AppPage, CredentialsPage, waitForHydration } from "./pages/app";
 import { PASSWORD, countRequests, createAccount, createAdmin, logIn, refreshCookie, twoDevices, uniqueName } from "./support";
@@ -75,11 +75,6 @@ test("a reload keeps the session without any refresh request", async ({ page, re
 test.describe("with ten-second access tokens", () => {
   test.use({ baseURL: shortLivedURL });
 
-  /** Stops the page's timers and `Date` (faked since before the page loaded); the server's clock goes on. */
-  async function freezePageClock(page: Page) {
-    await page.clock.pauseAt(Date.now() + 1_000);
-  }
-
   /**
    * These tests are about the API client: the live socket, which would refresh
    * by itself when the server closes it at expiry, talks to a silent stand-in.
@@ -88,15 +83,23 @@ test.describe("with ten-second access tokens", () => {
     await page.routeWebSocket(/\/ws/, () => {});
   }
 
-  test("the next API call after expiry refreshes silently and succeeds", async ({ page, request }) => {
+  /**
+   * Logged in, then the page's clock stops: it neither refreshes ahead of
+   * expiry nor sees the token expire, so once the server's clock has passed
+   * the expiry its next calls carry a token the server finds expired.
+   */
+  async function pageWithExpiredToken(page: Page, request: APIRequestContext) {
     await withoutLiveSocket(page);
     await page.clock.install();
     const name = await createAccount(request);
     const app = await logIn(page, name);
-    // The page's clock stops: it neither refreshes ahead of expiry nor sees the
-    // token expire, so its next call carries a token the server finds expired.
-    await freezePageClock(page);
+    await page.clock.pauseAt(Date.now() + 1_000);
     const refreshes = countRequests(page, "/auth/refresh");
+    return { name, app, refreshes };
+  }
+
+  test("the next API call after expiry refreshes silently and succeeds", async ({ page, request }) => {
+    const { name, app, refreshes } = await pageWithExpiredToken(page, request);
     const refused = { count: 0 };
     page.on("response", (r) => {
       if (new URL(r.url()).pathname === "/api/me" && r.status() === 401) refused.count += 1;
@@ -110,12 +113,7 @@ test.describe("with ten-second access tokens", () => {
   });
 
   test("five concurrent calls with an expired token cause exactly one refresh", async ({ page, request }) => {
-    await withoutLiveSocket(page);
-    await page.clock.install();
-    const name = await createAccount(request);
-    const app = await logIn(page, name);
-    await freezePageClock(page);
-    const refreshes = countRequests(page, "/auth/refresh");
+    const { app, refreshes } = await pageWithExpiredToken(page, request);
     const answers: number[] = [];
     page.on("response", (r) => {
       if (new URL(r.url()).pathname === "/api/me") answers.push(r.status());

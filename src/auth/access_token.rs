@@ -2,10 +2,11 @@
 //! everything (algorithm, `typ`, issuer, audience, key by `kid` from our own
 //! ring); nothing in a token's header chooses how it is checked.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
 
 use jsonwebtoken::{Algorithm, Header, Validation};
+use sha2::{Digest, Sha256};
 
 use super::keys::KeyRing;
 use super::AuthError;
@@ -16,6 +17,8 @@ pub const TOKEN_TYPE: &str = "at+jwt";
 pub const MAX_TOKEN_LEN: usize = 4096;
 /// How far in the future `iat` or `nbf` may be (clocks of instances differ a little).
 const CLOCK_SKEW: i64 = 30;
+/// Verified tokens remembered at most; a full cache first drops expired entries, then all.
+const VERIFIED_CACHE_ENTRIES: usize = 50_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -41,6 +44,10 @@ pub struct AccessTokens {
     audience: String,
     ttl: i64,
     validation: Validation,
+    /// SHA-256 of a token whose signature, header and claims passed → its
+    /// claims: a token is checked once, not on every request, until it expires.
+    /// Revocation is checked by the caller on every request regardless.
+    verified: RwLock<HashMap<[u8; 32], AccessClaims>>,
 }
 
 impl AccessTokens {
@@ -61,6 +68,7 @@ impl AccessTokens {
             audience,
             ttl,
             validation,
+            verified: RwLock::new(HashMap::new()),
         }
     }
 
@@ -72,7 +80,14 @@ impl AccessTokens {
         self.ttl
     }
 
-    pub fn issue(&self, user_id: &str, role: &str, session_id: &str, now: i64) -> Result<IssuedAccessToken, AuthError> {
+    pub fn issue(
+        &self,
+        user_id: &str,
+        username: &str,
+        role: &str,
+        session_id: &str,
+        now: i64,
+    ) -> Result<IssuedAccessToken, AuthError> {
         let key = self
             .keys
             .active()
@@ -87,6 +102,7 @@ impl AccessTokens {
             jti: uuid::Uuid::new_v4().to_string(),
             sid: session_id.to_string(),
             role: role.to_string(),
+            preferred_username: username.to_string(),
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.typ = Some(TOKEN_TYPE.to_string());
@@ -106,6 +122,28 @@ impl AccessTokens {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Invalid);
         }
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let known = self.verified.read().unwrap_or_else(|e| e.into_inner()).get(&digest).cloned();
+        if let Some(claims) = known {
+            return if claims.exp <= now { Err(TokenError::Expired) } else { Ok(claims) };
+        }
+        let claims = self.verify_uncached(token, now)?;
+        self.remember(digest, &claims, now);
+        Ok(claims)
+    }
+
+    fn remember(&self, digest: [u8; 32], claims: &AccessClaims, now: i64) {
+        let mut verified = self.verified.write().unwrap_or_else(|e| e.into_inner());
+        if verified.len() >= VERIFIED_CACHE_ENTRIES {
+            verified.retain(|_, c| c.exp > now);
+            if verified.len() >= VERIFIED_CACHE_ENTRIES {
+                verified.clear();
+            }
+        }
+        verified.insert(digest, claims.clone());
+    }
+
+    fn verify_uncached(&self, token: &str, now: i64) -> Result<AccessClaims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         let typ_ok = header
             .typ

@@ -370,7 +370,7 @@ impl Auth {
                 token_hash: refresh.hash(),
             })
             .await?;
-        let access = self.tokens.issue(&user.id, &user.role, &session.id, now)?;
+        let access = self.tokens.issue(&user.id, &user.username, &user.role, &session.id, now)?;
         Ok(NewTokens {
             access,
             refresh,
@@ -425,7 +425,9 @@ impl Auth {
             }
             Rotation::Ended(_) | Rotation::Unknown => return Err(AuthError::RefreshRejected),
         };
-        let access = self.tokens.issue(&session.user_id, &session.role, &session.id, now)?;
+        let access = self
+            .tokens
+            .issue(&session.user_id, &session.username, &session.role, &session.id, now)?;
         Ok(NewTokens {
             access,
             refresh,
@@ -448,7 +450,9 @@ impl Auth {
         let Some(session) = session.filter(|s| !self.revoked.contains(&s.id)) else {
             return Ok(None);
         };
-        let access = self.tokens.issue(&session.user_id, &session.role, &session.id, now)?;
+        let access = self
+            .tokens
+            .issue(&session.user_id, &session.username, &session.role, &session.id, now)?;
         Ok(Some(PageSession {
             claims: access.claims,
             hydration: PageAuth {
@@ -596,6 +600,16 @@ impl Auth {
     }
 
     pub async fn me(&self, claims: &AccessClaims) -> Result<Me, AuthError> {
+        // Names never change: the token's word is enough, and `/api/me` (the
+        // most frequent call) reads no table.
+        if !claims.preferred_username.is_empty() {
+            return Ok(Me {
+                id: claims.sub.clone(),
+                username: claims.preferred_username.clone(),
+                role: claims.role.clone(),
+                session_id: claims.sid.clone(),
+            });
+        }
         let user = self.store.user_by_id(&claims.sub).await?.ok_or(AuthError::InvalidToken)?;
         Ok(Me {
             id: user.id,

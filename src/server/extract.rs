@@ -68,15 +68,29 @@ fn client_ip(peer: IpAddr, parts: &Parts, trusted: &[ipnet::IpNet]) -> IpAddr {
     if !is_trusted(&peer) {
         return peer;
     }
-    let forwarded: Vec<IpAddr> = parts
+    let forwarded: Vec<&str> = parts
         .headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
+        .map(|v| v.to_str().unwrap_or("?"))
         .flat_map(|v| v.split(','))
-        .filter_map(|item| item.trim().parse().ok())
         .collect();
-    forwarded.into_iter().rev().find(|ip| !is_trusted(ip)).unwrap_or(peer)
+    // From the nearest hop outwards: each entry was written by the proxy to
+    // its right. The first untrusted address is the client; an entry that is
+    // not an address ends the walk, and the last trusted hop stands in for a
+    // client it cannot name (anything further left could be the client's own
+    // invention).
+    let mut nearest = peer;
+    for item in forwarded.into_iter().rev() {
+        let Ok(ip) = item.trim().parse::<IpAddr>() else {
+            return nearest;
+        };
+        if !is_trusted(&ip) {
+            return ip;
+        }
+        nearest = ip;
+    }
+    nearest
 }
 
 /// The refresh token from its cookie, if any.

@@ -19,7 +19,7 @@ use super::error::ApiError;
 use super::extract::{Client, RefreshCookie};
 use super::{guards, AppState};
 use crate::app::routes::{login_url, safe_next, ACCOUNT, LOGIN, REGISTER, SESSIONS};
-use crate::auth::{AuthError, NewTokens};
+use crate::auth::{AuthError, ClientInfo, NewTokens};
 use crate::protocol::{AccessClaims, Credentials, PasswordChange};
 
 pub fn routes(state: &AppState) -> Router<AppState> {
@@ -52,32 +52,31 @@ struct PasswordForm {
 }
 
 async fn login(State(state): State<AppState>, Client(client): Client, request: Request) -> Response {
-    let Some(form) = read_form::<CredentialsForm>(&state, request).await else {
-        return see_other(&with_code(LOGIN, "error", "bad_request"), None);
-    };
-    let next = safe_next(form.next.as_deref());
-    let credentials = Credentials {
-        username: form.username,
-        password: form.password,
-    };
-    match state.auth.login(credentials, &client).await {
-        Ok(tokens) => see_other(&next, Some(session_cookie(&state, &tokens))),
-        Err(err) => see_other(&with_error_and_next(LOGIN, err, &next), None),
-    }
+    credentials_form(&state, &client, request, LOGIN).await
 }
 
 async fn register(State(state): State<AppState>, Client(client): Client, request: Request) -> Response {
-    let Some(form) = read_form::<CredentialsForm>(&state, request).await else {
-        return see_other(&with_code(REGISTER, "error", "bad_request"), None);
+    credentials_form(&state, &client, request, REGISTER).await
+}
+
+/// `/login` and `/register` posted: the same form, the same answers.
+async fn credentials_form(state: &AppState, client: &ClientInfo, request: Request, page: &'static str) -> Response {
+    let Some(form) = read_form::<CredentialsForm>(state, request).await else {
+        return see_other(&with_code(page, "error", "bad_request"), None);
     };
     let next = safe_next(form.next.as_deref());
     let credentials = Credentials {
         username: form.username,
         password: form.password,
     };
-    match state.auth.register(credentials, &client).await {
-        Ok(tokens) => see_other(&next, Some(session_cookie(&state, &tokens))),
-        Err(err) => see_other(&with_error_and_next(REGISTER, err, &next), None),
+    let started = if page == REGISTER {
+        state.auth.register(credentials, client).await
+    } else {
+        state.auth.login(credentials, client).await
+    };
+    match started {
+        Ok(tokens) => see_other(&next, Some(session_cookie(state, &tokens))),
+        Err(err) => see_other(&with_error_and_next(page, err, &next), None),
     }
 }
 

@@ -99,8 +99,12 @@ async fn upgrade(
         return ApiError::CrossSite.into_response();
     }
     let token = query_param(query.as_deref(), "access_token");
+    // Clients send at most a small `reauth`: a read buffer of that size, not
+    // the library's 128 KiB, keeps a thousand sockets in a few MiB.
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
+        .read_buffer_size(MAX_MESSAGE_BYTES)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| serve_socket(socket, state, token))
 }
 

@@ -2,7 +2,9 @@
 //! migrations in `migrations/` embedded and applied at start. The SQL is written
 //! once, in the subset both databases share (`$n` placeholders, TEXT and BIGINT).
 
+use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -54,6 +56,33 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// A write transaction, holding this instance's turn to write on SQLite until
+/// it is committed or dropped.
+pub(crate) struct WriteTransaction {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTransaction {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl Deref for WriteTransaction {
+    type Target = sqlx::Transaction<'static, sqlx::Any>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl DerefMut for WriteTransaction {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -64,6 +93,8 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite only: whose turn it is to write (see `begin_write`).
+    write_turn: Option<Arc<tokio::sync::Mutex<()>>>,
     /// PostgreSQL only: where a listener for other instances' notices connects.
     /// Kept out of `Debug`: it may hold a password.
     listen_url: Option<String>,
@@ -113,6 +144,7 @@ impl Store {
         let store = Self {
             pool,
             backend,
+            write_turn: (backend == Backend::Sqlite).then(Arc::default),
             listen_url,
         };
         store.migrate().await?;
@@ -133,15 +165,25 @@ impl Store {
         Ok(())
     }
 
-    /// Starts a transaction that will write. SQLite takes the write lock at
-    /// once (`BEGIN IMMEDIATE`), so two writers queue on the busy timeout instead
-    /// of failing when one upgrades a read lock.
-    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+    /// Starts a transaction that will write. On SQLite, which has one writer at
+    /// a time, this instance's writers first queue in memory for their turn:
+    /// waiting on SQLite's busy timeout instead means sleeping in steps of up to
+    /// 100 ms, hundreds of milliseconds at the tail under concurrent refreshes.
+    /// The transaction then takes the write lock at once (`BEGIN IMMEDIATE`), so
+    /// another process's writer is still waited for, never a failed upgrade.
+    pub(crate) async fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
+        let turn = match &self.write_turn {
+            Some(turn) => Some(turn.clone().lock_owned().await),
+            None => None,
+        };
         let tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => self.pool.begin().await,
         };
-        tx.map_err(StoreError::Unavailable)
+        Ok(WriteTransaction {
+            tx: tx.map_err(StoreError::Unavailable)?,
+            _turn: turn,
+        })
     }
 
     pub fn backend(&self) -> Backend {

@@ -108,13 +108,13 @@ impl Store {
         .bind(new.now + new.max_age)
         .bind(&new.user_agent)
         .bind(&new.ip)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         sqlx::query("INSERT INTO refresh_tokens (hash, session_id, issued_at) VALUES ($1, $2, $3)")
             .bind(&new.token_hash)
             .bind(&new.id)
             .bind(new.now)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         let session = session_in(&mut tx, &new.id).await?.ok_or(StoreError::Missing)?;
         tx.commit().await?;
@@ -224,7 +224,7 @@ impl Store {
             .bind(hash)
             .bind(now)
             .bind(user_id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         let ids = revoke_user_sessions_in(&mut tx, user_id, keep, "password_changed", now).await?;
         tx.commit().await?;

@@ -696,6 +696,19 @@ async fn client_address_comes_from_trusted_proxies_only(backend: Backend) {
     let list: Vec<Value> = trusting.get_bearer("/auth/sessions", &session.access).await.json().await.unwrap();
     let current = list.iter().find(|s| s["current"] == true).unwrap();
     assert_eq!(current["ip"], "203.0.113.9", "nearest untrusted address");
+
+    // An entry that is no address ends the walk: what stands left of it (here a
+    // spoofed address) is not believed; the nearest trusted hop stands in.
+    let spoofed = trusting
+        .request(Method::POST, "/auth/login", |r| {
+            r.header("x-forwarded-for", "203.0.113.66, not-an-address, 198.51.100.7")
+                .json(&json!({"username": "alice", "password": PASSWORD}))
+        })
+        .await;
+    let session = Session::from_response(spoofed).await;
+    let list: Vec<Value> = trusting.get_bearer("/auth/sessions", &session.access).await.json().await.unwrap();
+    let current = list.iter().find(|s| s["current"] == true).unwrap();
+    assert_eq!(current["ip"], "198.51.100.7", "the spoofed address is not believed");
     trusting.stop();
     untrusting.finish().await;
 }
