@@ -167,19 +167,19 @@ async fn serve(settings: Settings, store: Store) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     tracing::info!("listening on http://{addr}");
-    let served = axum::serve(
+    gatehouse::server::listen::serve(
         listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        router,
+        gatehouse::server::listen::HEADER_READ_TIMEOUT,
+        shutdown_signal(),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .map_err(|e| e.to_string());
+    .await;
     upkeep.abort();
     if let Some(relay) = relay {
         relay.abort();
     }
     store.close().await;
-    served
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -14,6 +14,7 @@ use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::app::{shell, App};
@@ -25,6 +26,7 @@ pub mod error;
 pub mod extract;
 mod forms;
 pub mod guards;
+pub mod listen;
 pub mod live;
 mod pages;
 
@@ -92,6 +94,8 @@ pub fn app(state: AppState) -> Router {
         .nest_service("/pkg", site_pkg_service(&state.leptos))
         .merge(pages)
         .layer(DefaultBodyLimit::max(guards::MAX_BODY_BYTES))
+        // A body that stops arriving fails the request instead of holding it.
+        .layer(RequestBodyTimeoutLayer::new(listen::BODY_READ_TIMEOUT))
         .layer(middleware::from_fn(guards::limit_body))
         .layer(SetResponseHeaderLayer::if_not_present(
             HeaderName::from_static("x-content-type-options"),

@@ -845,3 +845,39 @@ async fn odd_bytes_in_names_and_ids_are_refused_cleanly(backend: Backend) {
     assert_eq!(server.get_bearer("/api/me", &session.access).await.status(), StatusCode::OK);
     server.finish().await;
 }
+
+/// A client that opens a connection and never finishes its headers, or its
+/// body, is dropped or answered; it holds nothing and the server goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_dropped() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let server = TestServer::start(Backend::Sqlite).await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+
+    let mut headers_never_end = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    headers_never_end.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+    let mut body_never_ends = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    body_never_ends
+        .write_all(b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user")
+        .await
+        .unwrap();
+    let started = Instant::now();
+
+    // Meanwhile everyone else is served.
+    let health = server.request(Method::GET, "/healthz", |r| r).await;
+    assert_eq!(health.status(), StatusCode::OK);
+
+    let mut buffer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), headers_never_end.read_to_end(&mut buffer)).await;
+    assert!(read.is_ok(), "the connection was dropped");
+    assert!(started.elapsed() >= HEADER_READ_TIMEOUT, "not before the deadline: {:?}", started.elapsed());
+
+    let mut answer = vec![0u8; 512];
+    let read = tokio::time::timeout(Duration::from_secs(20), body_never_ends.read(&mut answer)).await;
+    let n = read.expect("answered within the body deadline").unwrap();
+    let head = String::from_utf8_lossy(&answer[..n]).to_string();
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    server.finish().await;
+}

@@ -1,7 +1,6 @@
 //! A real server on a loopback port, over SQLite or a fresh PostgreSQL database,
 //! with a clock the test moves by hand.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use gatehouse::auth::clock::ManualClock;
@@ -22,6 +21,8 @@ pub enum Backend {
 
 pub const PASSWORD: &str = "correct horse battery staple 42";
 pub const COOKIE_NAME: &str = "__Host-gatehouse_refresh";
+/// Short, so the test of a client that never finishes its headers is quick.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// PostgreSQL server used by the suite; CI has one on 127.0.0.1:5432.
 fn postgres_admin_url() -> String {
@@ -113,9 +114,12 @@ impl TestServer {
         let router = app(AppState::new(leptos, auth.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await;
-        });
+        let task = tokio::spawn(gatehouse::server::listen::serve(
+            listener,
+            router,
+            HEADER_READ_TIMEOUT,
+            std::future::pending(),
+        ));
         Self {
             base: format!("http://{addr}"),
             http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
