@@ -40,7 +40,7 @@ impl LiveFeed {
     }
 
     pub fn from_context() -> Self {
-        use_context::<Self>().unwrap_or_else(Self::new)
+        use_context::<Self>().unwrap_or_default()
     }
 
     /// Takes one event the server pushed.

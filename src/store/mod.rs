@@ -47,13 +47,29 @@ impl From<sqlx::Error> for StoreError {
     /// A database that cannot be reached is an outage (503, and it passes by
     /// itself), not a fault in the data or the SQL (500).
     fn from(err: sqlx::Error) -> Self {
-        match err {
-            sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
-                Self::Unavailable(err)
-            }
-            other => Self::Database(other),
+        let outage = match &err {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| is_outage_code(&code)),
+            _ => false,
+        };
+        if outage {
+            Self::Unavailable(err)
+        } else {
+            Self::Database(err)
         }
     }
+}
+
+/// PostgreSQL's SQLSTATEs for a server that cannot serve us right now:
+/// connection exceptions (08), shutdowns and restarts (57P01-57P03), too many
+/// connections (53300), and a database closed to connections (55000, as
+/// `ALLOW_CONNECTIONS false` answers).
+fn is_outage_code(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "55000")
 }
 
 /// A write transaction, holding this instance's turn to write on SQLite until

@@ -881,3 +881,50 @@ async fn slow_clients_are_dropped() {
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
     server.finish().await;
 }
+
+/// The database goes away under a running server: every request that needs it
+/// is a 503 with the JSON error (never a 500, never a hang), the browser keeps
+/// its refresh cookie, tokens already verified still work, and when the
+/// database returns the server recovers by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_is_503_and_passes_by_itself() {
+    use std::time::{Duration, Instant};
+
+    let server = TestServer::start(Backend::Postgres).await;
+    let session = server.register("alice").await;
+    assert_eq!(server.get_bearer("/api/me", &session.access).await.status(), StatusCode::OK);
+    let name = server.postgres_database().unwrap().to_string();
+    let mut admin = postgres_admin().await;
+    sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false")).execute(&mut admin).await.unwrap();
+    sqlx::query(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    let health = server.request(Method::GET, "/healthz", |r| r).await;
+    assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(error_code(health).await, "unavailable");
+    let login = server.login("alice", PASSWORD).await;
+    assert_eq!(login.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(error_code(login).await, "unavailable");
+    let refresh = server.refresh(&session.cookie).await;
+    assert_eq!(refresh.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refresh_set_cookie(refresh.headers()).is_none(), "an outage does not log anyone out");
+    let sessions = server.get_bearer("/auth/sessions", &session.access).await;
+    assert_eq!(sessions.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(started.elapsed() < Duration::from_secs(30), "answered, not hung: {:?}", started.elapsed());
+    // A token already verified needs no database.
+    assert_eq!(server.get_bearer("/api/me", &session.access).await.status(), StatusCode::OK);
+
+    sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")).execute(&mut admin).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while server.request(Method::GET, "/healthz", |r| r).await.status() != StatusCode::OK {
+        assert!(Instant::now() < deadline, "the server did not recover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let refreshed = server.refresh(&session.cookie).await;
+    assert_eq!(refreshed.status(), StatusCode::OK, "the session outlived the outage");
+    assert_eq!(server.login("alice", PASSWORD).await.status(), StatusCode::OK);
+    server.finish().await;
+}

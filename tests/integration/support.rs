@@ -76,6 +76,11 @@ async fn create_database(backend: Backend) -> (String, Option<String>) {
     }
 }
 
+/// A connection to the PostgreSQL server's administrative database.
+pub async fn postgres_admin() -> sqlx::PgConnection {
+    sqlx_postgres(&postgres_admin_url()).await
+}
+
 async fn sqlx_postgres(url: &str) -> sqlx::PgConnection {
     use sqlx::Connection;
     sqlx::PgConnection::connect(url).await.unwrap_or_else(|e| {
@@ -154,6 +159,11 @@ impl TestServer {
                 .execute(&mut conn)
                 .await;
         }
+    }
+
+    /// The test's own PostgreSQL database, if it runs on PostgreSQL.
+    pub fn postgres_database(&self) -> Option<&str> {
+        self.postgres_db.as_deref()
     }
 
     pub fn url(&self, path: &str) -> String {
