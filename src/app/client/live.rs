@@ -32,7 +32,7 @@ const WATCH_EVERY: Duration = Duration::from_millis(500);
 /// How a connection ended.
 enum Ended {
     /// 4001 or 1008: the token or the session is no longer good.
-    Refused,
+    Refused { was_open: bool },
     /// Anything else: the network, a restart, a full server.
     Dropped { was_open: bool },
     /// The session ended in this page (logout).
@@ -70,15 +70,19 @@ async fn run(store: AuthStore, feed: LiveFeed) {
                 feed.status.set(LiveStatus::Off);
                 return;
             }
-            Ended::Refused if store.has_ended() => {
+            Ended::Refused { .. } if store.has_ended() => {
                 feed.status.set(LiveStatus::Off);
                 return;
             }
-            Ended::Refused => {
+            Ended::Refused { was_open } => {
                 feed.status.set(LiveStatus::Connecting);
                 let stale = store.current();
                 match refresh_or_sign_out(store, stale).await {
-                    Ok(_) => failures = 0,
+                    // A socket that worked until its token expired comes back at
+                    // once; one refused straight away backs off like a failure,
+                    // so a server that keeps refusing is not hammered.
+                    Ok(_) if was_open => failures = 0,
+                    Ok(_) => failures += 1,
                     Err(ClientError::SignedOut) => {
                         feed.status.set(LiveStatus::Off);
                         return;
@@ -147,7 +151,7 @@ async fn connect(store: AuthStore, feed: LiveFeed, token: AccessToken) -> Ended 
                 Some(Ok(Message::Bytes(_))) => {}
                 Some(Err(WebSocketError::ConnectionClose(event))) => {
                     return if event.code == CLOSE_TOKEN || event.code == CLOSE_REVOKED {
-                        Ended::Refused
+                        Ended::Refused { was_open }
                     } else {
                         Ended::Dropped { was_open }
                     };
