@@ -502,7 +502,7 @@ impl Auth {
     pub async fn logout_all(&self, claims: &AccessClaims, client: &ClientInfo) -> Result<(), AuthError> {
         let revoked = self
             .store
-            .revoke_user_sessions(&claims.sub, None, "logout_all", self.now())
+            .revoke_user_sessions(&claims.sub, "logout_all", self.now())
             .await?;
         let detail = format!("{} sessions revoked", revoked.len());
         self.sessions_revoked(&claims.sub, revoked, "logout_all").await;

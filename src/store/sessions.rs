@@ -195,16 +195,11 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Revokes every unrevoked session of a user except `keep`; returns their ids.
-    pub async fn revoke_user_sessions(
-        &self,
-        user_id: &str,
-        keep: Option<&str>,
-        reason: &str,
-        now: i64,
-    ) -> Result<Vec<String>, StoreError> {
+    /// Revokes every unrevoked session of a user; returns their ids.
+    pub async fn revoke_user_sessions(&self, user_id: &str, reason: &str, now: i64) -> Result<Vec<String>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let ids = revoke_user_sessions_in(&mut tx, user_id, keep.unwrap_or(""), reason, now).await?;
+        // No session id is empty: none is kept.
+        let ids = revoke_user_sessions_in(&mut tx, user_id, "", reason, now).await?;
         tx.commit().await?;
         Ok(ids)
     }
