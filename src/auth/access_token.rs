@@ -132,6 +132,15 @@ impl AccessTokens {
         Ok(claims)
     }
 
+    /// Drops verified tokens that have expired, so the cache holds only live
+    /// ones between the times it fills up.
+    pub fn forget_expired(&self, now: i64) {
+        let mut verified = self.verified.write().unwrap_or_else(|e| e.into_inner());
+        verified.retain(|_, c| c.exp > now);
+        let kept = verified.len();
+        verified.shrink_to(kept.saturating_mul(2));
+    }
+
     fn remember(&self, digest: [u8; 32], claims: &AccessClaims, now: i64) {
         let mut verified = self.verified.write().unwrap_or_else(|e| e.into_inner());
         if verified.len() >= VERIFIED_CACHE_ENTRIES {

@@ -233,11 +233,13 @@ impl Auth {
         self.events.subscribe()
     }
 
-    /// Periodic upkeep: forget old revocations and idle rate-limit state, pick
-    /// up keys rotated and sessions revoked by other instances sharing the database.
+    /// Periodic upkeep: forget old revocations, expired verified tokens and idle
+    /// rate-limit state, pick up keys rotated and sessions revoked by other
+    /// instances sharing the database.
     pub async fn maintain(&self) -> Result<(), AuthError> {
         let now = self.now();
         self.revoked.prune(now);
+        self.tokens.forget_expired(now);
         self.limits.forget_idle();
         self.load_revocations(now).await?;
         self.tokens.keys().reload(now).await

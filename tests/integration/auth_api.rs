@@ -28,7 +28,6 @@ both_backends!(
     access_tokens_expire,
     sessions_end_when_idle_and_at_their_absolute_age,
     cross_site_requests_are_refused,
-    oversized_and_misdirected_requests,
     key_rotation_keeps_old_tokens_valid,
     revocations_and_sessions_survive_a_restart,
     old_password_hashes_are_upgraded_at_login,
@@ -37,9 +36,7 @@ both_backends!(
     concurrent_refreshes_with_one_cookie_leave_one_session,
     refreshes_are_rate_limited_per_session,
     client_address_comes_from_trusted_proxies_only,
-    forged_and_misaddressed_tokens_are_refused,
     revocations_reach_other_instances,
-    odd_bytes_in_names_and_ids_are_refused_cleanly,
 );
 
 async fn register_hands_out_tokens_and_a_strict_cookie(backend: Backend) {
@@ -516,30 +513,6 @@ async fn cross_site_requests_are_refused(backend: Backend) {
     server.finish().await;
 }
 
-async fn oversized_and_misdirected_requests(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    let big = json!({"username": "alice", "password": "x".repeat(20_000)});
-    let response = server.post_json("/auth/register", big).await;
-    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(error_code(response).await, "payload_too_large");
-    let chunked = server
-        .request(Method::POST, "/auth/login", |r| {
-            let chunks = futures_chunks(40, 1024);
-            r.header(CONTENT_TYPE, "application/json").body(reqwest::Body::wrap_stream(chunks))
-        })
-        .await;
-    assert_eq!(chunked.status(), StatusCode::PAYLOAD_TOO_LARGE, "bodies without a length are cut too");
-    server.finish().await;
-}
-
-/// `count` chunks of `size` bytes, sent without a Content-Length.
-fn futures_chunks(
-    count: usize,
-    size: usize,
-) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
-    futures_util::stream::iter((0..count).map(move |_| Ok(vec![b' '; size])))
-}
-
 async fn key_rotation_keeps_old_tokens_valid(backend: Backend) {
     let server = TestServer::start(backend).await;
     let before = server.register("alice").await;
@@ -713,94 +686,6 @@ async fn client_address_comes_from_trusted_proxies_only(backend: Backend) {
     untrusting.finish().await;
 }
 
-/// Tokens signed with the server's own key but wrong in one respect, and tokens
-/// forged without it: every one is a 401 `invalid_token`, never a pass.
-async fn forged_and_misaddressed_tokens_are_refused(backend: Backend) {
-    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-    use base64::Engine as _;
-    use gatehouse::auth::clock::Clock as _;
-    use jsonwebtoken::{Algorithm, EncodingKey, Header};
-
-    let server = TestServer::start(backend).await;
-    let session = server.register("alice").await;
-    let real = claims(&session.access);
-    let kid = jwt_header(&session.access)["kid"].as_str().unwrap().to_string();
-    let keys = server.auth.store().signing_keys(0).await.unwrap();
-    let ours = keys.iter().find(|k| k.kid == kid).unwrap();
-    let our_key = EncodingKey::from_ed_der(&STANDARD.decode(&ours.private_key).unwrap());
-    let public_key = URL_SAFE_NO_PAD.decode(&ours.public_key).unwrap();
-
-    let header = |alg: Algorithm, typ: Option<&str>, kid: Option<&str>| {
-        let mut h = Header::new(alg);
-        h.typ = typ.map(str::to_string);
-        h.kid = kid.map(str::to_string);
-        h
-    };
-    let with = |edit: &dyn Fn(&mut Value)| {
-        let mut c = real.clone();
-        edit(&mut c);
-        c
-    };
-    let sign = |h: &Header, c: &Value| jsonwebtoken::encode(h, c, &our_key).unwrap();
-    let good = header(Algorithm::EdDSA, Some("at+jwt"), Some(&kid));
-
-    // The harness signs correctly: the same claims under the right header pass.
-    let control = server.get_bearer("/api/me", &sign(&good, &real)).await;
-    assert_eq!(control.status(), StatusCode::OK);
-
-    let now = server.clock.now();
-    let foreign = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
-    let foreign_key = {
-        use ed25519_dalek::pkcs8::EncodePrivateKey;
-        EncodingKey::from_ed_der(foreign.to_pkcs8_der().unwrap().as_bytes())
-    };
-    let unsigned = |h: Value, c: &Value| {
-        format!(
-            "{}.{}.",
-            URL_SAFE_NO_PAD.encode(h.to_string()),
-            URL_SAFE_NO_PAD.encode(c.to_string())
-        )
-    };
-    let (signed_part, signature) = session.access.rsplit_once('.').unwrap();
-    let admin_payload = URL_SAFE_NO_PAD.encode(with(&|c| c["role"] = json!("admin")).to_string());
-    let header_part = signed_part.split('.').next().unwrap();
-    let mut jwk_header = good.clone();
-    jwk_header.jwk = Some(serde_json::from_value(json!({"kty": "OKP", "crv": "Ed25519", "x": ours.public_key})).unwrap());
-
-    let forged: Vec<(&str, String)> = vec![
-        ("alg none", unsigned(json!({"alg": "none", "typ": "at+jwt", "kid": kid}), &real)),
-        ("signature stripped", format!("{signed_part}.")),
-        (
-            "HS256 keyed with the public key",
-            jsonwebtoken::encode(&header(Algorithm::HS256, Some("at+jwt"), Some(&kid)), &real, &EncodingKey::from_secret(&public_key)).unwrap(),
-        ),
-        ("typ JWT", sign(&header(Algorithm::EdDSA, Some("JWT"), Some(&kid)), &real)),
-        ("no typ", sign(&header(Algorithm::EdDSA, None, Some(&kid)), &real)),
-        ("no kid", sign(&header(Algorithm::EdDSA, Some("at+jwt"), None), &real)),
-        ("unknown kid", sign(&header(Algorithm::EdDSA, Some("at+jwt"), Some("no-such-key")), &real)),
-        ("kid with path characters", sign(&header(Algorithm::EdDSA, Some("at+jwt"), Some("../../etc/passwd")), &real)),
-        ("kid with SQL", sign(&header(Algorithm::EdDSA, Some("at+jwt"), Some("x' OR '1'='1")), &real)),
-        ("embedded jwk", sign(&jwk_header, &real)),
-        ("another key under our kid", jsonwebtoken::encode(&good, &real, &foreign_key).unwrap()),
-        ("wrong issuer", sign(&good, &with(&|c| c["iss"] = json!("someone-else")))),
-        ("wrong audience", sign(&good, &with(&|c| c["aud"] = json!("another-app")))),
-        ("issued in the future", sign(&good, &with(&|c| c["iat"] = json!(now + 3600)))),
-        ("not yet valid", sign(&good, &with(&|c| c["nbf"] = json!(now + 3600)))),
-        ("no session", sign(&good, &with(&|c| drop(c.as_object_mut().unwrap().remove("sid"))))),
-        ("payload edited after signing", format!("{header_part}.{admin_payload}.{signature}")),
-        ("bad base64", format!("{header_part}.!!!.{signature}")),
-        ("100 KB", format!("{}.{}.{}", header_part, "A".repeat(100_000), signature)),
-    ];
-    for (what, token) in forged {
-        let refused = server.get_bearer("/api/me", &token).await;
-        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "{what}");
-        let challenge = refused.headers()[WWW_AUTHENTICATE].to_str().unwrap().to_string();
-        assert!(challenge.contains(r#"error="invalid_token""#), "{what}: {challenge}");
-        assert_eq!(error_code(refused).await, "invalid_token", "{what}");
-    }
-    server.finish().await;
-}
-
 /// Instances sharing a database learn of each other's revocations at their
 /// next upkeep, without a database read per request.
 async fn revocations_reach_other_instances(backend: Backend) {
@@ -818,113 +703,4 @@ async fn revocations_reach_other_instances(backend: Backend) {
     assert_eq!(error_code(refused).await, "invalid_token");
     b.stop();
     a.finish().await;
-}
-
-/// NUL and other bytes PostgreSQL refuses in text never reach a query: they are
-/// an unknown user or a session that does not exist, not a 500.
-async fn odd_bytes_in_names_and_ids_are_refused_cleanly(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    let session = server.register("alice").await;
-    for name in ["ali\u{0}ce", "\u{0}", "al\u{202e}ice", "ａｌｉｃｅ"] {
-        let refused = server.login(name, PASSWORD).await;
-        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "{name:?}");
-        assert_eq!(error_code(refused).await, "invalid_credentials");
-    }
-    let long_password = "p\u{0}".repeat(200);
-    let refused = server.login("ali\u{0}ce", &long_password).await;
-    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
-
-    for id in ["%00", "not-a-session", "%C3%A9", "00000000-0000-0000-0000-000000000000"] {
-        let path = format!("/auth/sessions/{id}");
-        let missing = server
-            .request(Method::DELETE, &path, |r| r.bearer_auth(&session.access).header(ORIGIN, server.base.clone()))
-            .await;
-        assert_eq!(missing.status(), StatusCode::NOT_FOUND, "{id}");
-        assert_eq!(error_code(missing).await, "not_found", "{id}");
-    }
-    assert_eq!(server.get_bearer("/api/me", &session.access).await.status(), StatusCode::OK);
-    server.finish().await;
-}
-
-/// A client that opens a connection and never finishes its headers, or its
-/// body, is dropped or answered; it holds nothing and the server goes on.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_clients_are_dropped() {
-    use std::time::{Duration, Instant};
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
-    let server = TestServer::start(Backend::Sqlite).await;
-    let addr = server.base.trim_start_matches("http://").to_string();
-
-    let mut headers_never_end = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    headers_never_end.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
-    let mut body_never_ends = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    body_never_ends
-        .write_all(b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user")
-        .await
-        .unwrap();
-    let started = Instant::now();
-
-    // Meanwhile everyone else is served.
-    let health = server.request(Method::GET, "/healthz", |r| r).await;
-    assert_eq!(health.status(), StatusCode::OK);
-
-    let mut buffer = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(10), headers_never_end.read_to_end(&mut buffer)).await;
-    assert!(read.is_ok(), "the connection was dropped");
-    assert!(started.elapsed() >= HEADER_READ_TIMEOUT, "not before the deadline: {:?}", started.elapsed());
-
-    let mut answer = vec![0u8; 512];
-    let read = tokio::time::timeout(Duration::from_secs(20), body_never_ends.read(&mut answer)).await;
-    let n = read.expect("answered within the body deadline").unwrap();
-    let head = String::from_utf8_lossy(&answer[..n]).to_string();
-    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
-    server.finish().await;
-}
-
-/// The database goes away under a running server: every request that needs it
-/// is a 503 with the JSON error (never a 500, never a hang), the browser keeps
-/// its refresh cookie, tokens already verified still work, and when the
-/// database returns the server recovers by itself.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_outage_is_503_and_passes_by_itself() {
-    use std::time::{Duration, Instant};
-
-    let server = TestServer::start(Backend::Postgres).await;
-    let session = server.register("alice").await;
-    assert_eq!(server.get_bearer("/api/me", &session.access).await.status(), StatusCode::OK);
-    let name = server.postgres_database().unwrap().to_string();
-    let mut admin = postgres_admin().await;
-    sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false")).execute(&mut admin).await.unwrap();
-    sqlx::query(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-
-    let started = Instant::now();
-    let health = server.request(Method::GET, "/healthz", |r| r).await;
-    assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(error_code(health).await, "unavailable");
-    let login = server.login("alice", PASSWORD).await;
-    assert_eq!(login.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(error_code(login).await, "unavailable");
-    let refresh = server.refresh(&session.cookie).await;
-    assert_eq!(refresh.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(refresh_set_cookie(refresh.headers()).is_none(), "an outage does not log anyone out");
-    let sessions = server.get_bearer("/auth/sessions", &session.access).await;
-    assert_eq!(sessions.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(started.elapsed() < Duration::from_secs(30), "answered, not hung: {:?}", started.elapsed());
-    // A token already verified needs no database.
-    assert_eq!(server.get_bearer("/api/me", &session.access).await.status(), StatusCode::OK);
-
-    sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")).execute(&mut admin).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while server.request(Method::GET, "/healthz", |r| r).await.status() != StatusCode::OK {
-        assert!(Instant::now() < deadline, "the server did not recover");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let refreshed = server.refresh(&session.cookie).await;
-    assert_eq!(refreshed.status(), StatusCode::OK, "the session outlived the outage");
-    assert_eq!(server.login("alice", PASSWORD).await.status(), StatusCode::OK);
-    server.finish().await;
 }

@@ -5,16 +5,12 @@ use std::process::{Command, Stdio};
 
 use reqwest::StatusCode;
 
-use crate::support::{test_settings, Backend, TestServer, PASSWORD};
+use crate::process::gatehouse_command;
+use crate::support::{Backend, TestServer, PASSWORD};
 
 fn gatehouse(database_url: &str, args: &[&str], stdin: &str) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+    let mut child = gatehouse_command(database_url)
         .args(args)
-        .env("DATABASE_URL", database_url)
-        .env("GATEHOUSE_CONFIG", concat!(env!("CARGO_MANIFEST_DIR"), "/Leptos.toml"))
-        .env("GATEHOUSE_ARGON2_MEMORY_KIB", test_settings().argon2_memory_kib.to_string())
-        .env("GATEHOUSE_ARGON2_ITERATIONS", "1")
-        .env("RUST_LOG", "warn")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -28,13 +28,13 @@ both_backends!(
     oversized_and_malformed_messages_end_the_socket,
 );
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-async fn connect(server: &TestServer, token: Option<&str>) -> Socket {
+pub async fn connect(server: &Api, token: Option<&str>) -> Socket {
     connect_from(server, token, Some(&server.base)).await.expect("upgrade")
 }
 
-async fn connect_from(server: &TestServer, token: Option<&str>, origin: Option<&str>) -> Result<Socket, WsError> {
+pub async fn connect_from(server: &Api, token: Option<&str>, origin: Option<&str>) -> Result<Socket, WsError> {
     let ws_base = server.base.replacen("http://", "ws://", 1);
     let url = match token {
         Some(token) => format!("{ws_base}/ws?access_token={token}"),
@@ -48,7 +48,7 @@ async fn connect_from(server: &TestServer, token: Option<&str>, origin: Option<&
 }
 
 /// The next JSON message, skipping pings.
-async fn next_json(socket: &mut Socket) -> Value {
+pub async fn next_json(socket: &mut Socket) -> Value {
     loop {
         match tokio::time::timeout(Duration::from_secs(5), socket.next()).await {
             Ok(Some(Ok(Message::Text(text)))) => return serde_json::from_str(text.as_str()).unwrap(),
@@ -59,7 +59,7 @@ async fn next_json(socket: &mut Socket) -> Value {
 }
 
 /// Waits for the server's close frame: its code and reason.
-async fn closed_with(socket: &mut Socket, within: Duration) -> (u16, String) {
+pub async fn closed_with(socket: &mut Socket, within: Duration) -> (u16, String) {
     let deadline = Instant::now() + within;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());

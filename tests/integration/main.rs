@@ -3,8 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod adversarial;
 mod auth_api;
 mod cli;
 mod live;
 mod pages;
+mod process;
 mod support;

@@ -30,8 +30,7 @@ fn postgres_admin_url() -> String {
 }
 
 pub struct TestServer {
-    pub base: String,
-    pub http: reqwest::Client,
+    pub api: Api,
     pub clock: Arc<ManualClock>,
     pub auth: Arc<Auth>,
     pub settings: Settings,
@@ -55,7 +54,8 @@ pub fn test_settings() -> Settings {
     }
 }
 
-async fn create_database(backend: Backend) -> (String, Option<String>) {
+/// A fresh database: a SQLite file in a new directory, or a new PostgreSQL database.
+pub async fn create_database(backend: Backend) -> (String, Option<String>) {
     let unique = uuid::Uuid::new_v4().simple().to_string();
     match backend {
         Backend::Sqlite => {
@@ -74,6 +74,13 @@ async fn create_database(backend: Backend) -> (String, Option<String>) {
             (format!("{base}/{name}"), Some(name))
         }
     }
+}
+
+pub async fn drop_postgres_database(name: &str) {
+    let mut conn = sqlx_postgres(&postgres_admin_url()).await;
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await;
 }
 
 /// A connection to the PostgreSQL server's administrative database.
@@ -126,8 +133,7 @@ impl TestServer {
             std::future::pending(),
         ));
         Self {
-            base: format!("http://{addr}"),
-            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
+            api: Api::new(format!("http://{addr}")),
             clock,
             auth,
             settings,
@@ -154,16 +160,44 @@ impl TestServer {
         }
         self.auth.store().close().await;
         if let Some(name) = self.postgres_db {
-            let mut conn = sqlx_postgres(&postgres_admin_url()).await;
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut conn)
-                .await;
+            drop_postgres_database(&name).await;
         }
     }
 
     /// The test's own PostgreSQL database, if it runs on PostgreSQL.
     pub fn postgres_database(&self) -> Option<&str> {
         self.postgres_db.as_deref()
+    }
+
+    pub async fn create_admin(&self, username: &str) -> Session {
+        self.auth
+            .create_user(username, Password::new(PASSWORD.to_string()), ROLE_ADMIN)
+            .await
+            .expect("create admin");
+        self.login_ok(username).await
+    }
+}
+
+impl std::ops::Deref for TestServer {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+/// An HTTP client of one server, with the calls the suite makes most.
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: String) -> Self {
+        Self {
+            base,
+            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -192,14 +226,6 @@ impl TestServer {
         let response = self.login(username, PASSWORD).await;
         assert_eq!(response.status(), StatusCode::OK, "login {username}");
         Session::from_response(response).await
-    }
-
-    pub async fn create_admin(&self, username: &str) -> Session {
-        self.auth
-            .create_user(username, Password::new(PASSWORD.to_string()), ROLE_ADMIN)
-            .await
-            .expect("create admin");
-        self.login_ok(username).await
     }
 
     pub async fn refresh(&self, cookie: &str) -> Response {
