@@ -1,6 +1,6 @@
 # The two README commands, plus a few for developers. All of them install what
 # is missing first (see scripts/dev.sh).
-.PHONY: run test watch bench setup
+.PHONY: run test watch bench soak setup
 
 run:
 	scripts/dev.sh run
@@ -16,3 +16,6 @@ setup:
 
 bench:
 	scripts/dev.sh bench
+
+soak:
+	scripts/dev.sh soak

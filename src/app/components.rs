@@ -84,13 +84,33 @@ pub fn Announce(
     }
 }
 
+/// Rates a password with the server's own rule. `#[lazy]`: with `--split` the
+/// rule and zxcvbn's dictionaries (most of the WASM) go in a chunk of their
+/// own, fetched the first time someone types a password, not on every page.
+#[lazy]
+fn rate_password(password: String, username: String) -> password_rule::Strength {
+    password_rule::check(&password, &[&username])
+}
+
 /// The live strength meter: the same rule the server applies.
 #[component]
 pub fn StrengthMeter(#[prop(into)] password: Signal<String>, #[prop(into)] username: Signal<String>) -> impl IntoView {
-    let strength = Memo::new(move |_| {
-        let password = password.get();
-        let username = username.get();
-        (!password.is_empty()).then(|| password_rule::check(&password, &[&username]))
+    let (strength, set_strength) = signal(None::<password_rule::Strength>);
+    // Effects run only in the browser; a rating that arrives after the text
+    // changed again is dropped.
+    Effect::new(move |_| {
+        let typed = password.get();
+        let name = username.get();
+        if typed.is_empty() {
+            set_strength.set(None);
+            return;
+        }
+        leptos::task::spawn_local(async move {
+            let rated = rate_password(typed.clone(), name.clone()).await;
+            if password.get_untracked() == typed && username.get_untracked() == name {
+                set_strength.set(Some(rated));
+            }
+        });
     });
     let score = move || strength.with(|s| s.as_ref().map_or(0, |s| s.score));
     let label = move || match strength.get() {

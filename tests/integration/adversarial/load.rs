@@ -51,7 +51,7 @@ async fn browse(api: Arc<Api>, username: String, until: Instant, tally: Arc<Mute
     let mut visit = 0u64;
     while Instant::now() < until {
         visit += 1;
-        if visit % 5 == 0 {
+        if visit.is_multiple_of(5) {
             let wrong = api.login(&username, "not the password at all").await;
             record("login (wrong password)", wrong.status(), StatusCode::UNAUTHORIZED);
         }
@@ -131,7 +131,7 @@ async fn a_minute_of_mixed_load_has_no_5xx_and_memory_levels_off(backend: Backen
     let health = server.http.get(server.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK, "the server is still well: {}", server.log_tail());
 
-    let tally = tally.lock().unwrap();
+    let tally = std::mem::take(&mut *tally.lock().unwrap());
     let total: u64 = tally.seen.values().sum();
     println!("{backend:?}: {total} requests in {:.0} s", started.elapsed().as_secs_f64());
     for ((step, status), count) in &tally.seen {
