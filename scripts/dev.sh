@@ -132,6 +132,12 @@ token_benchmarks() {
   cargo bench --profile benchmark --features ssr --bench tokens -- --warm-up-time 1 --measurement-time 4
 }
 
+# The adversarial suite's long run: ten minutes of mixed load, 20,000 fuzz cases.
+soak_tests() {
+  GATEHOUSE_SOAK_SECONDS="${GATEHOUSE_SOAK_SECONDS:-600}" GATEHOUSE_FUZZ_CASES="${GATEHOUSE_FUZZ_CASES:-20000}" \
+    cargo test --features ssr --test integration adversarial -- --nocapture
+}
+
 load_benchmarks() {
   # A thousand sockets need more file descriptors than the usual 1024.
   ulimit -n 65536 2>/dev/null || ulimit -n 8192 2>/dev/null || true
@@ -173,8 +179,13 @@ case "$cmd" in
     phase "token benchmarks" token_benchmarks
     phase "load benchmarks" load_benchmarks
     ;;
+  soak)
+    phase "toolchain ($MODE)" setup_toolchain
+    phase "database services" start_database_services
+    phase "adversarial suite, long run" soak_tests
+    ;;
   *)
-    echo "usage: scripts/dev.sh {run|watch|test|bench|setup}" >&2
+    echo "usage: scripts/dev.sh {run|watch|test|bench|soak|setup}" >&2
     exit 2
     ;;
 esac

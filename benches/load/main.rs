@@ -163,7 +163,7 @@ async fn run() {
     }
 
     sockets::figures(&mut report).await;
-    report.bundle(std::path::Path::new("target/site/pkg"));
+    report.bundle(std::path::Path::new("target/site/pkg"), "gatehouse");
     report.token_microbenchmarks(std::path::Path::new("target/criterion/access_token"));
     let path = std::path::Path::new("BENCHMARKS.md");
     let previous = std::fs::read_to_string(path).ok();
