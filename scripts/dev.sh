@@ -106,8 +106,10 @@ setup_browser() {
   [ -x /usr/bin/chromium ] || apt_install chromium
 }
 
+# --split: `#[lazy]` functions (the password strength rule and its dictionaries)
+# go in WASM chunks of their own, fetched on first use instead of on every page.
 build_release() {
-  cargo leptos build --release --precompress "${LIB_CARGO_ARGS[@]}"
+  cargo leptos build --release --precompress --split "${LIB_CARGO_ARGS[@]}"
 }
 
 start_database_services() {
@@ -161,7 +163,7 @@ case "$cmd" in
     phase "toolchain ($MODE)" setup_toolchain
     trap - EXIT
     report
-    exec cargo leptos watch "${LIB_CARGO_ARGS[@]}"
+    exec cargo leptos watch --split "${LIB_CARGO_ARGS[@]}"
     ;;
   test)
     phase "toolchain ($MODE)" setup_toolchain

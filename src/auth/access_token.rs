@@ -52,6 +52,7 @@ pub struct AccessTokens {
 
 impl AccessTokens {
     pub fn new(keys: Arc<KeyRing>, issuer: String, audience: String, ttl: i64) -> Self {
+        super::ed25519::install();
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.leeway = 0;
         // Time is checked below against the injected clock, not the system's.

@@ -11,6 +11,7 @@
 
 pub mod access_token;
 pub mod clock;
+mod ed25519;
 pub mod events;
 pub mod keys;
 pub mod limits;

@@ -118,22 +118,30 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// `/pkg`: the WASM, JS and CSS bundle. Release builds ship hashed file names and
-/// `.br`/`.gz` siblings, so files are served precompressed and cached for a year;
-/// unhashed development builds are revalidated every time.
+/// `/pkg`: the WASM, JS and CSS bundle, served precompressed (`.br`/`.gz`
+/// siblings). Release builds hash file names by content, so WASM and CSS are
+/// cached for a year. JavaScript is revalidated (a 304 when unchanged): with
+/// `--split`, cargo-leptos rewrites the JS glue to name the chunk loader after
+/// hashing it, so its name can stay the same while what it imports changes.
+/// Unhashed development builds are always revalidated.
 fn site_pkg_service(options: &LeptosOptions) -> Router {
     let dir = std::path::Path::new(options.site_root.as_ref()).join(options.site_pkg_dir.as_ref());
-    let cache = if options.hash_files {
-        "public, max-age=31536000, immutable"
-    } else {
-        "no-cache"
+    let hashed = options.hash_files;
+    let cache_control = move |response: &axum::response::Response<_>| {
+        let javascript = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|t| t.to_str().ok())
+            .is_some_and(|t| t.contains("javascript"));
+        Some(HeaderValue::from_static(if hashed && !javascript {
+            "public, max-age=31536000, immutable"
+        } else {
+            "no-cache"
+        }))
     };
     Router::new()
         .fallback_service(ServeDir::new(dir).precompressed_br().precompressed_gzip())
-        .layer(SetResponseHeaderLayer::overriding(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static(cache),
-        ))
+        .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, cache_control))
 }
 
 async fn healthz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {

@@ -84,6 +84,12 @@ pub(super) async fn send_once(
     request.map_err(|_| ClientError::Unavailable)?.send().await.map_err(|_| ClientError::Unavailable)
 }
 
+/// Reads and drops an answer's body. A body left unread keeps its connection
+/// busy until the request's abort timer fires, 15 s later.
+pub(super) async fn discard(response: Response) {
+    let _ = response.binary().await;
+}
+
 /// The API client, `Copy` like the store it reads.
 #[derive(Debug, Clone, Copy)]
 pub struct Api {
@@ -129,9 +135,11 @@ impl Api {
         if response.status() != 401 {
             return Self::checked(response).await;
         }
+        discard(response).await;
         let token = refresh_or_sign_out(self.store, Some(token)).await?;
         let response = send_once(method, path, body, Some(&token)).await?;
         if response.status() == 401 {
+            discard(response).await;
             // A fresh token refused at once: the session is gone.
             super::session::sign_out(self.store, true);
             return Err(ClientError::SignedOut);

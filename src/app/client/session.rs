@@ -11,7 +11,7 @@ use futures::future::{FutureExt as _, LocalBoxFuture, Shared};
 use gloo_net::http::Method;
 use leptos::prelude::*;
 
-use super::http::{send_once, ClientError};
+use super::http::{discard, send_once, ClientError};
 use super::tabs::{self, TabMessage};
 use crate::app::auth_store::{now_seconds, AccessToken, AuthStore};
 use crate::app::routes::{access_for, login_url, Access, LOGIN};
@@ -78,8 +78,10 @@ async fn run(store: AuthStore, stale: Option<AccessToken>) -> Result<AccessToken
                 });
                 Ok(token)
             }
-            401 => Err(RefreshError::Rejected),
-            _ => Err(RefreshError::Unavailable),
+            status => {
+                discard(response).await;
+                Err(if status == 401 { RefreshError::Rejected } else { RefreshError::Unavailable })
+            }
         }
     })
     .await?;
