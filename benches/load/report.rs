@@ -150,8 +150,10 @@ impl Report {
                 self.notes.push(format!("`{name}` in {} has no precompressed siblings: run `make bench`, which builds them.", pkg.display()));
                 continue;
             };
+            // Every JS file (the glue and the chunk loader it imports) loads
+            // with the page; of the WASM, only the main module does.
             let main = name.starts_with(main_module);
-            let loaded = if main { "every page" } else { "on first use" };
+            let loaded = if main || name.ends_with(".js") { "every page" } else { "on first use" };
             let kb = |bytes: u64| bytes as f64 / 1000.0;
             let _ = writeln!(text, "| `{name}` | {loaded} | {:.0} KB | {:.0} KB | {:.0} KB |", kb(raw), kb(gz), kb(br));
             if main && name.ends_with(".wasm") {
