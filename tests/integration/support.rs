@@ -76,11 +76,19 @@ pub async fn create_database(backend: Backend) -> (String, Option<String>) {
     }
 }
 
-pub async fn drop_postgres_database(name: &str) {
-    let mut conn = sqlx_postgres(&postgres_admin_url()).await;
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut conn)
-        .await;
+/// Drops what [`create_database`] made: the PostgreSQL database, or the
+/// SQLite file's temporary directory.
+pub async fn drop_database(database_url: &str, postgres_db: Option<&str>) {
+    if let Some(name) = postgres_db {
+        let mut conn = sqlx_postgres(&postgres_admin_url()).await;
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await;
+    } else if let Some(dir) = database_url.strip_prefix("sqlite://").and_then(|path| std::path::Path::new(path).parent()) {
+        if dir.starts_with(std::env::temp_dir()) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 /// A connection to the PostgreSQL server's administrative database.
@@ -159,9 +167,7 @@ impl TestServer {
             relay.abort();
         }
         self.auth.store().close().await;
-        if let Some(name) = self.postgres_db {
-            drop_postgres_database(&name).await;
-        }
+        drop_database(&self.settings.database_url, self.postgres_db.as_deref()).await;
     }
 
     /// The test's own PostgreSQL database, if it runs on PostgreSQL.

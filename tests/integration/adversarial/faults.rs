@@ -124,9 +124,7 @@ async fn killed_during_refreshes_restarts_with_every_session_whole(backend: Back
         let check: (String,) = sqlx::query_as("PRAGMA integrity_check").fetch_one(&mut db).await.unwrap();
         assert_eq!(check.0, "ok");
     }
-    if let Some(name) = postgres_db {
-        drop_postgres_database(&name).await;
-    }
+    drop_database(&database_url, postgres_db.as_deref()).await;
 }
 
 /// The database goes away under a running server: every request that needs it

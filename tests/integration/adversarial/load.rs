@@ -19,7 +19,7 @@ use crate::live::{connect, next_json};
 use crate::process::ServerProcess;
 use crate::support::*;
 
-both_backends!(a_minute_of_mixed_load_has_no_5xx_and_memory_levels_off);
+both_backends!(mixed_load_has_no_5xx_and_memory_levels_off);
 
 const ACCOUNTS: usize = 8;
 const BROWSERS: usize = 12;
@@ -98,7 +98,7 @@ async fn browse(api: Arc<Api>, username: String, until: Instant, tally: Arc<Mute
     }
 }
 
-async fn a_minute_of_mixed_load_has_no_5xx_and_memory_levels_off(backend: Backend) {
+async fn mixed_load_has_no_5xx_and_memory_levels_off(backend: Backend) {
     let (database_url, postgres_db) = create_database(backend).await;
     let env = [
         // Short-lived tokens, so the run sees them expire and be forgotten.
@@ -162,7 +162,5 @@ async fn a_minute_of_mixed_load_has_no_5xx_and_memory_levels_off(backend: Backen
         last / 1024
     );
     server.kill();
-    if let Some(name) = postgres_db {
-        drop_postgres_database(&name).await;
-    }
+    drop_database(&database_url, postgres_db.as_deref()).await;
 }
