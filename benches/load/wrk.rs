@@ -101,6 +101,7 @@ pub fn run(base: &str, path: &str, load: Load, duration: Duration) -> Measured {
         .arg(format!("{base}{path}"))
         .output()
         .expect("run wrk");
+    let _ = std::fs::remove_file(&script);
     let text = String::from_utf8_lossy(&output.stdout).to_string();
     let measured = parse(&text);
     println!("{path}: {:.0} req/s, p50 {:?}, p99 {:?}, {} failed", measured.requests_per_second, measured.p50, measured.p99, measured.failures);
