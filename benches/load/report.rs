@@ -133,7 +133,7 @@ impl Report {
     /// sizes. The goal is for the main module, which every page loads; chunks
     /// split off by `#[lazy]` load only when their code first runs.
     pub fn bundle(&mut self, pkg: &Path, main_module: &str) {
-        let size = |name: &str| std::fs::metadata(pkg.join(name)).map_or(None, |m| Some(m.len()));
+        let size = |name: &str| std::fs::metadata(pkg.join(name)).ok().map(|m| m.len());
         let mut files: Vec<String> = std::fs::read_dir(pkg)
             .map(|dir| {
                 dir.filter_map(Result::ok)

@@ -90,11 +90,10 @@ impl ServerProcess {
         log.get(start..).unwrap_or_default().to_string()
     }
 
-    /// SIGKILL: no shutdown, no flush, whatever was in flight is cut.
+    /// SIGKILL: no shutdown, no flush, whatever was in flight is cut. Dropping
+    /// the server then reaps it, before this returns.
     pub fn kill(mut self) {
         self.child.kill().expect("kill gatehouse");
-        self.child.wait().expect("reap gatehouse");
-        let _ = std::fs::remove_file(&self.log);
     }
 }
 
@@ -106,9 +105,11 @@ impl std::ops::Deref for ServerProcess {
     }
 }
 
+/// Also when a test fails: no server outlives it, and its log goes with it.
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
     }
 }
