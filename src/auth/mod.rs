@@ -35,7 +35,9 @@ use crate::protocol::{
     password_rule, username_rule, AccessClaims, AuditEventView, Credentials, Me, PageAuth, PasswordChange,
     SessionView, UserView,
 };
-use crate::store::{AuditRecord, NewSession, Rotation, SessionRecord, Store, StoreError, Successor, UserRecord};
+use crate::store::{
+    AuditRecord, NewSession, Rotation, RotationRules, SessionRecord, Store, StoreError, Successor, UserRecord,
+};
 
 pub use crate::protocol::{ROLE_ADMIN, ROLE_USER};
 
@@ -386,21 +388,28 @@ impl Auth {
     pub async fn refresh(&self, presented: &str, client: &ClientInfo) -> Result<NewTokens, AuthError> {
         let presented = RefreshToken::parse(presented).ok_or(AuthError::RefreshRejected)?;
         let hash = presented.hash();
-        let session = self.store.session_by_token(&hash).await?.ok_or(AuthError::RefreshRejected)?;
-        self.limits
-            .refreshes_per_session
-            .check(&session.id)
-            .map_err(|retry_after| AuthError::RateLimited { retry_after })?;
-
         let now = self.now();
         let successor = RefreshToken::generate();
         let sealed = Successor {
             hash: successor.hash(),
             sealed: presented.seal(&successor),
         };
+        let rules = RotationRules {
+            now,
+            grace: self.settings.refresh_grace,
+            idle_ttl: self.settings.refresh_idle_ttl,
+        };
+        let mut retry_after = 0;
+        let admit = |session: &SessionRecord| match self.limits.refreshes_per_session.check(&session.id) {
+            Ok(()) => true,
+            Err(wait) => {
+                retry_after = wait;
+                false
+            }
+        };
         let rotation = self
             .store
-            .rotate_refresh_token(&hash, &sealed, now, self.settings.refresh_grace, self.settings.refresh_idle_ttl)
+            .rotate_refresh_token(&hash, &sealed, rules, admit)
             .await?;
         let (session, refresh) = match rotation {
             Rotation::Rotated(session) => (session, successor),
@@ -426,6 +435,7 @@ impl Auth {
                 .await?;
                 return Err(AuthError::RefreshRejected);
             }
+            Rotation::Refused(_) => return Err(AuthError::RateLimited { retry_after }),
             Rotation::Ended(_) | Rotation::Unknown => return Err(AuthError::RefreshRejected),
         };
         let access = self

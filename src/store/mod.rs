@@ -19,7 +19,7 @@ mod users;
 pub use audit::AuditRecord;
 pub use keys::KeyRecord;
 pub use notify::{Listener, MAX_NOTICE_BYTES};
-pub use sessions::{NewSession, Rotation, SessionRecord, Successor};
+pub use sessions::{NewSession, Rotation, RotationRules, SessionRecord, Successor};
 pub use users::UserRecord;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations");

@@ -83,8 +83,20 @@ pub enum Rotation {
     Reused(SessionRecord),
     /// The session was already revoked or has expired.
     Ended(SessionRecord),
+    /// `admit` refused the session; nothing changed.
+    Refused(SessionRecord),
     /// No such token.
     Unknown,
+}
+
+/// The clock and lifetimes a rotation applies, in seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct RotationRules {
+    pub now: i64,
+    /// How long a rotated token may still be replayed (a race between tabs).
+    pub grace: i64,
+    /// How long the session lives without a refresh.
+    pub idle_ttl: i64,
 }
 
 /// The successor to store when a token is rotated.
@@ -122,18 +134,18 @@ impl Store {
     }
 
     /// Presents the refresh token whose hash is `hash`. In one transaction:
-    /// rotates it if current, recognises a replay inside `grace` seconds, or
-    /// revokes the session when an old token comes back.
+    /// asks `admit` whether its session may refresh now (a rate limit), then
+    /// rotates the token if current, recognises a replay inside `grace`
+    /// seconds, or revokes the session when an old token comes back.
     pub async fn rotate_refresh_token(
         &self,
         hash: &str,
         successor: &Successor,
-        now: i64,
-        grace: i64,
-        idle_ttl: i64,
+        rules: RotationRules,
+        admit: impl FnOnce(&SessionRecord) -> bool,
     ) -> Result<Rotation, StoreError> {
         let mut tx = self.begin_write().await?;
-        let outcome = rotate_in(&mut tx, hash, successor, now, grace, idle_ttl).await?;
+        let outcome = rotate_in(&mut tx, hash, successor, rules, admit).await?;
         tx.commit().await?;
         Ok(outcome)
     }
@@ -279,21 +291,24 @@ async fn rotate_in(
     tx: &mut Transaction<'static, Any>,
     hash: &str,
     successor: &Successor,
-    now: i64,
-    grace: i64,
-    idle_ttl: i64,
+    rules: RotationRules,
+    admit: impl FnOnce(&SessionRecord) -> bool,
 ) -> Result<Rotation, StoreError> {
-    let token = sqlx::query("SELECT session_id, successor_hash FROM refresh_tokens WHERE hash = $1")
-        .bind(hash)
-        .fetch_optional(&mut **tx)
-        .await?;
-    let Some(token) = token else {
+    let RotationRules { now, grace, idle_ttl } = rules;
+    // One statement for the token and its session: each is a round trip on
+    // PostgreSQL, and a rotation is on every user's path every few minutes.
+    let sql = format!(
+        "SELECT {SESSION_COLUMNS} FROM refresh_tokens t
+         JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
+         WHERE t.hash = $1"
+    );
+    let Some(row) = sqlx::query(&sql).bind(hash).fetch_optional(&mut **tx).await? else {
         return Ok(Rotation::Unknown);
     };
-    let session_id: String = token.try_get("session_id")?;
-    let Some(session) = session_in(tx, &session_id).await? else {
-        return Ok(Rotation::Unknown);
-    };
+    let session = SessionRecord::from_row(&row)?;
+    if !admit(&session) {
+        return Ok(Rotation::Refused(session));
+    }
     if !session.is_live(now) {
         return Ok(Rotation::Ended(session));
     }
