@@ -5,16 +5,16 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::{middleware, Json, Router};
+use axum::{Json, Router};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use super::error::ApiError;
 use super::extract::{Authenticated, Client, JsonBody, RefreshCookie};
-use super::{guards, AppState};
+use super::AppState;
 use crate::auth::{AuthError, NewTokens};
 use crate::protocol::{Credentials, PasswordChange, TokenResponse};
 
-pub fn routes(state: &AppState) -> Router<AppState> {
+pub fn routes() -> Router<AppState> {
     let api = Router::new()
         .route("/auth/register", post(register))
         .route("/auth/login", post(login))
@@ -30,7 +30,6 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/auth/{*rest}", axum::routing::any(not_found))
         .route("/api/{*rest}", axum::routing::any(not_found))
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), guards::refuse_cross_site))
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),

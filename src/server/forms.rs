@@ -3,26 +3,27 @@
 //! answers 303 to the page to show next, with `?error=<code>` or
 //! `?notice=<code>` for the page to announce. The actions of a logged-in user
 //! are authenticated by the refresh cookie, which only same-site requests carry
-//! (and `refuse_cross_site` checks `Origin` besides). With JavaScript the pages
-//! call the JSON API instead and never reload.
+//! (and `guards::screen_request`, in front of every route, checks `Origin`
+//! besides). With JavaScript the pages call the JSON API instead and never
+//! reload.
 
 use axum::extract::{FromRequest as _, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::{middleware, Form, Router};
+use axum::{Form, Router};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::error::ApiError;
 use super::extract::{Client, RefreshCookie};
-use super::{guards, AppState};
+use super::AppState;
 use crate::app::routes::{login_url, safe_next, ACCOUNT, LOGIN, REGISTER, SESSIONS};
 use crate::auth::{AuthError, ClientInfo, NewTokens};
 use crate::protocol::{AccessClaims, Credentials, PasswordChange};
 
-pub fn routes(state: &AppState) -> Router<AppState> {
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route(LOGIN, post(login))
         .route(REGISTER, post(register))
@@ -30,7 +31,6 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/logout-all", post(logout_all))
         .route("/sessions/revoke", post(revoke_session))
         .route("/account/password", post(change_password))
-        .layer(middleware::from_fn_with_state(state.clone(), guards::refuse_cross_site))
 }
 
 #[derive(Debug, Deserialize)]

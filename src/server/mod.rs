@@ -12,6 +12,7 @@ use axum::{middleware, Json, Router};
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
+use tower::ServiceBuilder;
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::RequestBodyTimeoutLayer;
@@ -33,9 +34,12 @@ mod pages;
 use cookies::CookiePolicy;
 use error::ApiError;
 
-/// Everything a request handler may need, cheap to clone.
+/// Everything a request handler may need. Cheap to clone: handlers, extractors
+/// and middleware each take a copy on every request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
     pub leptos: LeptosOptions,
     pub auth: Arc<Auth>,
     pub cookies: CookiePolicy,
@@ -45,12 +49,20 @@ pub struct AppState {
 impl AppState {
     pub fn new(leptos: LeptosOptions, auth: Arc<Auth>) -> Self {
         let cookies = CookiePolicy::new(auth.settings().cookie_secure);
-        Self {
+        Self(Arc::new(Shared {
             leptos,
             auth,
             cookies,
             sockets: Arc::default(),
-        }
+        }))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
     }
 }
 
@@ -86,36 +98,41 @@ pub fn app(state: AppState) -> Router {
             HeaderValue::from_static("no-cache"),
         ));
 
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(healthz))
-        .merge(auth_api::routes(&state))
-        .merge(forms::routes(&state))
+        .merge(auth_api::routes())
+        .merge(forms::routes())
         .merge(live::routes())
         .nest_service("/pkg", site_pkg_service(&state.leptos))
         .merge(pages)
-        .layer(DefaultBodyLimit::max(guards::MAX_BODY_BYTES))
-        // A body that stops arriving fails the request instead of holding it.
-        .layer(RequestBodyTimeoutLayer::new(listen::BODY_READ_TIMEOUT))
-        .layer(middleware::from_fn(guards::limit_body))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            HeaderName::from_static("x-content-type-options"),
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            HeaderName::from_static("x-frame-options"),
-            HeaderValue::from_static("DENY"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("same-origin"),
-        ))
+        .with_state(state.clone());
+    // Wrapped once around the whole router: `Router::layer` would wrap each
+    // route in boxed services of its own, cloned and allocated per request.
+    let service = ServiceBuilder::new()
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request<Body>| {
                 // The path only: query strings may carry `access_token`.
                 tracing::info_span!("http", method = %request.method(), path = %request.uri().path())
             }),
         )
-        .with_state(state)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("x-frame-options"),
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("x-content-type-options"),
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), guards::screen_request))
+        // A body that stops arriving fails the request instead of holding it.
+        .layer(RequestBodyTimeoutLayer::new(listen::BODY_READ_TIMEOUT))
+        .layer(DefaultBodyLimit::max(guards::MAX_BODY_BYTES))
+        .service(routes);
+    Router::new().fallback_service(service)
 }
 
 /// `/pkg`: the WASM, JS and CSS bundle, served precompressed (`.br`/`.gz`
