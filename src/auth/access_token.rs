@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use jsonwebtoken::{Algorithm, Header, Validation};
 use sha2::{Digest, Sha256};
 
-use super::keys::KeyRing;
+use super::keys::{KeyRing, SigningKey};
 use super::AuthError;
 use crate::protocol::AccessClaims;
 
@@ -17,8 +17,9 @@ pub const TOKEN_TYPE: &str = "at+jwt";
 pub const MAX_TOKEN_LEN: usize = 4096;
 /// How far in the future `iat` or `nbf` may be (clocks of instances differ a little).
 const CLOCK_SKEW: i64 = 30;
-/// Verified tokens remembered at most; a full cache first drops expired entries, then all.
-const VERIFIED_CACHE_ENTRIES: usize = 50_000;
+/// Entries each token cache (verified tokens, page tokens) holds at most; a full
+/// cache first drops expired entries, then all.
+const CACHE_ENTRIES: usize = 50_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -47,7 +48,15 @@ pub struct AccessTokens {
     /// SHA-256 of a token whose signature, header and claims passed → its
     /// claims: a token is checked once, not on every request, until it expires.
     /// Revocation is checked by the caller on every request regardless.
-    verified: RwLock<HashMap<[u8; 32], AccessClaims>>,
+    verified: RwLock<HashMap<[u8; 32], Arc<AccessClaims>>>,
+    /// Session id → the token its last page load received (see `issue_for_page`).
+    page_tokens: RwLock<HashMap<String, PageToken>>,
+}
+
+/// A token handed to a page load, and the key that signed it.
+struct PageToken {
+    kid: String,
+    issued: IssuedAccessToken,
 }
 
 impl AccessTokens {
@@ -70,6 +79,7 @@ impl AccessTokens {
             ttl,
             validation,
             verified: RwLock::new(HashMap::new()),
+            page_tokens: RwLock::new(HashMap::new()),
         }
     }
 
@@ -89,10 +99,76 @@ impl AccessTokens {
         session_id: &str,
         now: i64,
     ) -> Result<IssuedAccessToken, AuthError> {
-        let key = self
-            .keys
+        let key = self.active_key()?;
+        self.sign(&key, user_id, username, role, session_id, now)
+    }
+
+    /// A token for a page load of a session: the one the session's previous
+    /// page load received, while it has at least half its lifetime left and
+    /// names the same user, role and signing key; otherwise a new one. Signing
+    /// is most of what a guarded page costs beyond rendering, and a user
+    /// clicking through pages or opening tabs needs no new token each time.
+    /// The caller has checked that the session is live.
+    pub fn issue_for_page(
+        &self,
+        user_id: &str,
+        username: &str,
+        role: &str,
+        session_id: &str,
+        now: i64,
+    ) -> Result<IssuedAccessToken, AuthError> {
+        let key = self.active_key()?;
+        let reusable = |page: &PageToken| {
+            let claims = &page.issued.claims;
+            page.kid == key.kid
+                && claims.sub == user_id
+                && claims.preferred_username == username
+                && claims.role == role
+                && claims.iat <= now
+                && 2 * (claims.exp - now) >= self.ttl
+        };
+        let previous = self
+            .page_tokens
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(session_id)
+            .filter(|p| reusable(p))
+            .map(|p| p.issued.clone());
+        if let Some(mut issued) = previous {
+            issued.expires_in = u64::try_from(issued.claims.exp - now).unwrap_or(0);
+            return Ok(issued);
+        }
+        let issued = self.sign(&key, user_id, username, role, session_id, now)?;
+        let mut pages = self.page_tokens.write().unwrap_or_else(|e| e.into_inner());
+        if pages.len() >= CACHE_ENTRIES {
+            pages.retain(|_, p| p.issued.claims.exp > now);
+            if pages.len() >= CACHE_ENTRIES {
+                pages.clear();
+            }
+        }
+        let page = PageToken {
+            kid: key.kid.clone(),
+            issued: issued.clone(),
+        };
+        pages.insert(session_id.to_string(), page);
+        Ok(issued)
+    }
+
+    fn active_key(&self) -> Result<Arc<SigningKey>, AuthError> {
+        self.keys
             .active()
-            .ok_or_else(|| AuthError::Internal("no active signing key".to_string()))?;
+            .ok_or_else(|| AuthError::Internal("no active signing key".to_string()))
+    }
+
+    fn sign(
+        &self,
+        key: &SigningKey,
+        user_id: &str,
+        username: &str,
+        role: &str,
+        session_id: &str,
+        now: i64,
+    ) -> Result<IssuedAccessToken, AuthError> {
         let claims = AccessClaims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
@@ -119,7 +195,9 @@ impl AccessTokens {
 
     /// Checks signature, header, issuer, audience and times. Revocation is the
     /// caller's next step.
-    pub fn verify(&self, token: &str, now: i64) -> Result<AccessClaims, TokenError> {
+    /// Shared, not copied: the claims of a token seen before come straight from
+    /// the cache on every request that carries it.
+    pub fn verify(&self, token: &str, now: i64) -> Result<Arc<AccessClaims>, TokenError> {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Invalid);
         }
@@ -128,7 +206,7 @@ impl AccessTokens {
         if let Some(claims) = known {
             return if claims.exp <= now { Err(TokenError::Expired) } else { Ok(claims) };
         }
-        let claims = self.verify_uncached(token, now)?;
+        let claims = Arc::new(self.verify_uncached(token, now)?);
         self.remember(digest, &claims, now);
         Ok(claims)
     }
@@ -140,13 +218,18 @@ impl AccessTokens {
         verified.retain(|_, c| c.exp > now);
         let kept = verified.len();
         verified.shrink_to(kept.saturating_mul(2));
+        drop(verified);
+        let mut pages = self.page_tokens.write().unwrap_or_else(|e| e.into_inner());
+        pages.retain(|_, p| p.issued.claims.exp > now);
+        let kept = pages.len();
+        pages.shrink_to(kept.saturating_mul(2));
     }
 
-    fn remember(&self, digest: [u8; 32], claims: &AccessClaims, now: i64) {
+    fn remember(&self, digest: [u8; 32], claims: &Arc<AccessClaims>, now: i64) {
         let mut verified = self.verified.write().unwrap_or_else(|e| e.into_inner());
-        if verified.len() >= VERIFIED_CACHE_ENTRIES {
+        if verified.len() >= CACHE_ENTRIES {
             verified.retain(|_, c| c.exp > now);
-            if verified.len() >= VERIFIED_CACHE_ENTRIES {
+            if verified.len() >= CACHE_ENTRIES {
                 verified.clear();
             }
         }

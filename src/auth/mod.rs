@@ -450,7 +450,8 @@ impl Auth {
 
     /// Who the refresh cookie belongs to, for rendering a page: the session is
     /// looked up but not rotated (a page load must not race the tabs' refreshes),
-    /// and a fresh access token is minted for it.
+    /// and an access token is handed over for it (minted, or the session's
+    /// previous page token while it has half its lifetime left).
     pub async fn page_session(&self, cookie: Option<&str>) -> Result<Option<PageSession>, AuthError> {
         let Some(token) = cookie.and_then(RefreshToken::parse) else {
             return Ok(None);
@@ -465,7 +466,7 @@ impl Auth {
         };
         let access = self
             .tokens
-            .issue(&session.user_id, &session.username, &session.role, &session.id, now)?;
+            .issue_for_page(&session.user_id, &session.username, &session.role, &session.id, now)?;
         Ok(Some(PageSession {
             claims: access.claims,
             hydration: PageAuth {
@@ -498,7 +499,7 @@ impl Auth {
     /// Checks an access token completely: signature, header, claims, expiry and
     /// whether its session was revoked. No database read unless the token names
     /// a key this instance has not seen (rotated elsewhere).
-    pub async fn authenticate(&self, token: &str) -> Result<AccessClaims, AuthError> {
+    pub async fn authenticate(&self, token: &str) -> Result<Arc<AccessClaims>, AuthError> {
         let now = self.now();
         let claims = match self.tokens.verify(token, now) {
             Err(TokenError::UnknownKey) if self.tokens.keys().reload_if_stale(now).await? => {

@@ -2,6 +2,7 @@
 //! cookie, and JSON bodies answered in the app's error format.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
@@ -16,7 +17,7 @@ use crate::auth::ClientInfo;
 use crate::protocol::AccessClaims;
 
 /// A request carrying a valid access token of a live session.
-pub struct Authenticated(pub AccessClaims);
+pub struct Authenticated(pub Arc<AccessClaims>);
 
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;

@@ -214,7 +214,7 @@ fn still_valid(state: &AppState, claims: &AccessClaims) -> Step {
 }
 
 /// A `reauth` with a newer token of the same session moves the socket's expiry.
-async fn reauthenticate(state: &AppState, claims: &mut AccessClaims, text: &str) -> Step {
+async fn reauthenticate(state: &AppState, claims: &mut Arc<AccessClaims>, text: &str) -> Step {
     let Ok(ClientMessage::Reauth { access_token }) = serde_json::from_str::<ClientMessage>(text) else {
         return Step::Close((CLOSE_TOKEN, REASON_INVALID));
     };

@@ -11,6 +11,7 @@ use crate::support::*;
 both_backends!(
     protected_pages_redirect_visitors_without_a_session,
     protected_pages_render_for_the_session_with_a_minted_token,
+    page_loads_of_a_session_share_a_token_while_half_its_lifetime_is_left,
     guest_pages_send_a_session_on_to_a_safe_next,
     admin_page_is_forbidden_to_users,
     forms_log_in_and_out_without_javascript,
@@ -84,10 +85,7 @@ async fn protected_pages_render_for_the_session_with_a_minted_token(backend: Bac
     assert!(body.contains("This device"), "the sessions list is rendered on the server");
 
     // The hydration data carries an access token for the same session, newly minted.
-    let token = body
-        .split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-        .find(|s| s.starts_with("eyJ") && s.matches('.').count() == 2)
-        .expect("an access token in the hydration data");
+    let (token, _) = page_token(&body);
     assert_ne!(token, alice.access);
     assert_eq!(claims(token)["sid"], alice.sid());
     let me = server.get_bearer("/api/me", token).await;
@@ -97,6 +95,67 @@ async fn protected_pages_render_for_the_session_with_a_minted_token(backend: Bac
     assert_eq!(server.refresh(&alice.cookie).await.status(), StatusCode::OK);
     // Right after that refresh (inside the grace window) a page load still knows the user.
     assert_eq!(get_page(&server, "/", Some(&alice.cookie)).await.status(), StatusCode::OK);
+    server.finish().await;
+}
+
+/// The access token in a page's hydration data, and its `expires_in`.
+fn page_token(body: &str) -> (&str, i64) {
+    let token = body
+        .split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        .find(|s| s.starts_with("eyJ") && s.matches('.').count() == 2)
+        .expect("an access token in the hydration data");
+    let expires_in = body
+        .split("expires_in")
+        .nth(1)
+        .and_then(|rest| rest.trim_start_matches(['\\', '"', ':']).split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|digits| digits.parse().ok())
+        .expect("expires_in in the hydration data");
+    (token, expires_in)
+}
+
+async fn page_loads_of_a_session_share_a_token_while_half_its_lifetime_is_left(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice").await;
+    let ttl = server.settings.access_ttl;
+    let load = |cookie: String| {
+        let server = &server;
+        async move {
+            let response = get_page(server, "/", Some(&cookie)).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            let body = response.text().await.expect("body");
+            let (token, expires_in) = page_token(&body);
+            (token.to_string(), expires_in)
+        }
+    };
+    let (first, expires_in) = load(alice.cookie.clone()).await;
+    assert_eq!(expires_in, ttl);
+
+    // A page load a while later hands over the same token, with what is left of it.
+    server.clock.advance(ttl / 2 - 1);
+    let (second, expires_in) = load(alice.cookie.clone()).await;
+    assert_eq!(second, first);
+    assert_eq!(expires_in, ttl - (ttl / 2 - 1));
+    assert_eq!(server.get_bearer("/api/me", &second).await.status(), StatusCode::OK);
+
+    // Another session of the same user has a token of its own.
+    let phone = server.login_ok("alice").await;
+    let (phones, _) = load(phone.cookie.clone()).await;
+    assert_ne!(phones, first);
+    assert_eq!(claims(&phones)["sid"], phone.sid());
+
+    // With less than half its lifetime left, the next page load mints a new one.
+    server.clock.advance(2);
+    let (third, expires_in) = load(alice.cookie.clone()).await;
+    assert_ne!(third, first);
+    assert_eq!(expires_in, ttl);
+    assert_eq!(claims(&third)["sid"], alice.sid());
+
+    // A signed-out session gets no token at all, reused or new.
+    let logout = server
+        .request(Method::POST, "/auth/logout", |r| r.header(COOKIE, format!("{COOKIE_NAME}={}", alice.cookie)))
+        .await;
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    assert_eq!(get_page(&server, "/", Some(&alice.cookie)).await.status(), StatusCode::FOUND);
     server.finish().await;
 }
 
