@@ -19,10 +19,30 @@ pub enum LiveStatus {
     Down,
 }
 
+impl LiveStatus {
+    /// The state's name, as the page's `data-state` shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Connecting => "connecting",
+            Self::Open => "open",
+            Self::Down => "down",
+        }
+    }
+}
+
+/// One event as the page lists it: numbered in arrival order, so the list can
+/// key its rows without comparing events.
+#[derive(Debug, Clone)]
+pub struct LiveEvent {
+    pub number: u64,
+    pub message: ServerMessage,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct LiveFeed {
     pub status: RwSignal<LiveStatus>,
-    pub events: RwSignal<Vec<ServerMessage>>,
+    pub events: RwSignal<Vec<LiveEvent>>,
     /// Bumped when a session of the user appeared or ended elsewhere.
     pub sessions_changed: RwSignal<u32>,
     /// Bumped by the "Reconnect" button.
@@ -52,7 +72,8 @@ impl LiveFeed {
             self.sessions_changed.update(|n| *n += 1);
         }
         self.events.update(|events| {
-            events.insert(0, message);
+            let number = events.first().map_or(0, |newest| newest.number + 1);
+            events.insert(0, LiveEvent { number, message });
             events.truncate(KEPT);
         });
     }

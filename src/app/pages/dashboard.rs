@@ -74,7 +74,7 @@ fn LiveEvents() -> impl IntoView {
         LiveStatus::Open => "Live",
         LiveStatus::Down => "Disconnected",
     };
-    let state = move || format!("{:?}", feed.status.get()).to_lowercase();
+    let state = move || feed.status.get().name();
     view! {
         <section class="card">
             <h2>"Live events"</h2>
@@ -88,8 +88,8 @@ fn LiveEvents() -> impl IntoView {
                 </Show>
             </p>
             <ul class="events" data-testid="live-events" aria-live="polite">
-                <For each=move || feed.events.get() key=|event| format!("{event:?}") let:event>
-                    <li data-type=event_type(&event)>{event_text(&event)}</li>
+                <For each=move || feed.events.get() key=|event| event.number let:event>
+                    <li data-type=event_type(&event.message)>{event_text(&event.message)}</li>
                 </For>
             </ul>
         </section>
