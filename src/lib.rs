@@ -6,6 +6,9 @@
 
 // Tests may unwrap: a panic there is a failed test, not a crashed server.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+// Hydrating a lazy route nests each page's whole view type in async blocks,
+// deeper than the compiler's default limit for laying out types.
+#![recursion_limit = "256"]
 
 pub mod app;
 #[cfg(feature = "ssr")]
@@ -24,5 +27,6 @@ pub mod store;
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(app::App);
+    // Lazy: the page's own chunk (see `app::pages`) is awaited before hydrating.
+    leptos::mount::hydrate_lazy(app::App);
 }

@@ -13,7 +13,7 @@
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, Title};
 use leptos_router::components::{Route, Router, Routes};
-use leptos_router::{SsrMode, StaticSegment};
+use leptos_router::{Lazy, SsrMode, StaticSegment};
 
 pub mod auth_store;
 #[cfg(feature = "hydrate")]
@@ -26,10 +26,7 @@ mod pages;
 pub mod routes;
 
 use auth_store::AuthStore;
-use guard::Protected;
 use live_feed::LiveFeed;
-use pages::{AccountPage, AdminPage, DashboardPage, LoginPage, RegisterPage, SessionsPage};
-use routes::Access;
 
 use crate::protocol::PageAuth;
 
@@ -83,24 +80,17 @@ pub fn App() -> impl IntoView {
         });
     }
 
-    let protected = |access: Access, page: fn() -> AnyView| {
-        move || view! { <Protected access=access>{page()}</Protected> }
-    };
     view! {
         <Title text="Gatehouse"/>
         <Router>
             <Routes fallback=NotFound>
-                <Route path=StaticSegment("login") view=LoginPage/>
-                <Route path=StaticSegment("register") view=RegisterPage/>
+                <Route path=StaticSegment("login") view={Lazy::<pages::Login>::new()}/>
+                <Route path=StaticSegment("register") view={Lazy::<pages::Register>::new()}/>
                 // Async: protected pages arrive complete, readable without JavaScript.
-                <Route path=StaticSegment("") ssr=SsrMode::Async
-                    view=protected(Access::Member, || DashboardPage().into_any())/>
-                <Route path=StaticSegment("sessions") ssr=SsrMode::Async
-                    view=protected(Access::Member, || SessionsPage().into_any())/>
-                <Route path=StaticSegment("account") ssr=SsrMode::Async
-                    view=protected(Access::Member, || AccountPage().into_any())/>
-                <Route path=StaticSegment("admin") ssr=SsrMode::Async
-                    view=protected(Access::Admin, || AdminPage().into_any())/>
+                <Route path=StaticSegment("") ssr=SsrMode::Async view={Lazy::<pages::Dashboard>::new()}/>
+                <Route path=StaticSegment("sessions") ssr=SsrMode::Async view={Lazy::<pages::Sessions>::new()}/>
+                <Route path=StaticSegment("account") ssr=SsrMode::Async view={Lazy::<pages::Account>::new()}/>
+                <Route path=StaticSegment("admin") ssr=SsrMode::Async view={Lazy::<pages::Admin>::new()}/>
             </Routes>
         </Router>
     }
