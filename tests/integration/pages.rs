@@ -42,6 +42,15 @@ async fn post_form(server: &TestServer, path: &str, form: &[(&str, &str)], cooki
         .await
 }
 
+/// Logs the cookie's session out, and checks that a protected page now redirects it.
+async fn log_out(server: &TestServer, cookie: &str) {
+    let logout = server
+        .request(Method::POST, "/auth/logout", |r| r.header(COOKIE, format!("{COOKIE_NAME}={cookie}")))
+        .await;
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    assert_eq!(get_page(server, "/", Some(cookie)).await.status(), StatusCode::FOUND);
+}
+
 fn location(response: &Response) -> String {
     response.headers()[LOCATION].to_str().expect("ascii location").to_string()
 }
@@ -65,11 +74,7 @@ async fn protected_pages_redirect_visitors_without_a_session(backend: Backend) {
         }
     }
     // An ended session is no session.
-    let logout = server
-        .request(Method::POST, "/auth/logout", |r| r.header(COOKIE, format!("{COOKIE_NAME}={}", alice.cookie)))
-        .await;
-    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
-    assert_eq!(get_page(&server, "/", Some(&alice.cookie)).await.status(), StatusCode::FOUND);
+    log_out(&server, &alice.cookie).await;
     server.finish().await;
 }
 
@@ -151,11 +156,7 @@ async fn page_loads_of_a_session_share_a_token_while_half_its_lifetime_is_left(b
     assert_eq!(claims(&third)["sid"], alice.sid());
 
     // A signed-out session gets no token at all, reused or new.
-    let logout = server
-        .request(Method::POST, "/auth/logout", |r| r.header(COOKIE, format!("{COOKIE_NAME}={}", alice.cookie)))
-        .await;
-    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
-    assert_eq!(get_page(&server, "/", Some(&alice.cookie)).await.status(), StatusCode::FOUND);
+    log_out(&server, &alice.cookie).await;
     server.finish().await;
 }
 
