@@ -144,6 +144,11 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
             .acquire_timeout(Duration::from_secs(3))
+            // A SQLite connection is a file on a thread of sqlx's own: nothing
+            // breaks it between uses, and a ping before every acquire would be
+            // one more round trip to that thread per query. A PostgreSQL
+            // connection can drop with the server, and is checked.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
