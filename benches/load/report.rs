@@ -129,9 +129,10 @@ impl Report {
         self.sections.push(text);
     }
 
-    /// Every `.wasm` and `.js` file of the release bundle with its precompressed
-    /// sizes. The goal is for the main module, which every page loads; chunks
-    /// split off by `#[lazy]` load only when their code first runs.
+    /// The release bundle's raw and precompressed sizes: what every page loads
+    /// (the main module and the JS), each page with the chunks its lazy route
+    /// loads, and the other `#[lazy]` chunks, which load when their code first
+    /// runs. The goal is checked for the first and for the largest page.
     pub fn bundle(&mut self, pkg: &Path, main_module: &str) {
         let names: Vec<String> = std::fs::read_dir(pkg)
             .map(|dir| dir.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().to_string()).collect())
@@ -166,13 +167,7 @@ impl Report {
             }
             None => None,
         };
-        let mut text = String::from(
-            "## WASM bundle
-
-| what | files | raw | gzip | brotli |
-|---|---|---|---|---|
-",
-        );
+        let mut text = String::from("## WASM bundle\n\n| what | files | raw | gzip | brotli |\n|---|---|---|---|---|\n");
         let Some(main_br) = row(&mut text, &format!("every page: `{main}` and the JS"), &every_page) else {
             self.notes.push(format!("`{main}` in {} has no precompressed siblings: run `make bench`, which builds them.", pkg.display()));
             return;

@@ -3,6 +3,7 @@
 //! ring); nothing in a token's header chooses how it is checked.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 use std::sync::{Arc, RwLock};
 
 use jsonwebtoken::{Algorithm, Header, Validation};
@@ -139,18 +140,12 @@ impl AccessTokens {
             return Ok(issued);
         }
         let issued = self.sign(&key, user_id, username, role, session_id, now)?;
-        let mut pages = self.page_tokens.write().unwrap_or_else(|e| e.into_inner());
-        if pages.len() >= CACHE_ENTRIES {
-            pages.retain(|_, p| p.issued.claims.exp > now);
-            if pages.len() >= CACHE_ENTRIES {
-                pages.clear();
-            }
-        }
         let page = PageToken {
             kid: key.kid.clone(),
             issued: issued.clone(),
         };
-        pages.insert(session_id.to_string(), page);
+        let mut pages = self.page_tokens.write().unwrap_or_else(|e| e.into_inner());
+        insert_bounded(&mut pages, session_id.to_string(), page, |p| p.issued.claims.exp <= now);
         Ok(issued)
     }
 
@@ -211,29 +206,18 @@ impl AccessTokens {
         Ok(claims)
     }
 
-    /// Drops verified tokens that have expired, so the cache holds only live
-    /// ones between the times it fills up.
+    /// Drops verified and page tokens that have expired, so the caches hold
+    /// only live ones between the times they fill up.
     pub fn forget_expired(&self, now: i64) {
-        let mut verified = self.verified.write().unwrap_or_else(|e| e.into_inner());
-        verified.retain(|_, c| c.exp > now);
-        let kept = verified.len();
-        verified.shrink_to(kept.saturating_mul(2));
-        drop(verified);
-        let mut pages = self.page_tokens.write().unwrap_or_else(|e| e.into_inner());
-        pages.retain(|_, p| p.issued.claims.exp > now);
-        let kept = pages.len();
-        pages.shrink_to(kept.saturating_mul(2));
+        forget_expired_in(&mut self.verified.write().unwrap_or_else(|e| e.into_inner()), |c| c.exp <= now);
+        forget_expired_in(&mut self.page_tokens.write().unwrap_or_else(|e| e.into_inner()), |p| {
+            p.issued.claims.exp <= now
+        });
     }
 
     fn remember(&self, digest: [u8; 32], claims: &Arc<AccessClaims>, now: i64) {
         let mut verified = self.verified.write().unwrap_or_else(|e| e.into_inner());
-        if verified.len() >= CACHE_ENTRIES {
-            verified.retain(|_, c| c.exp > now);
-            if verified.len() >= CACHE_ENTRIES {
-                verified.clear();
-            }
-        }
-        verified.insert(digest, claims.clone());
+        insert_bounded(&mut verified, digest, claims.clone(), |c| c.exp <= now);
     }
 
     fn verify_uncached(&self, token: &str, now: i64) -> Result<AccessClaims, TokenError> {
@@ -264,4 +248,23 @@ impl AccessTokens {
         }
         Ok(claims)
     }
+}
+
+/// Inserts into a token cache, keeping it at most [`CACHE_ENTRIES`]: a full
+/// cache first drops the entries that have expired, then everything.
+fn insert_bounded<K: Eq + Hash, V>(cache: &mut HashMap<K, V>, key: K, value: V, expired: impl Fn(&V) -> bool) {
+    if cache.len() >= CACHE_ENTRIES {
+        cache.retain(|_, v| !expired(v));
+        if cache.len() >= CACHE_ENTRIES {
+            cache.clear();
+        }
+    }
+    cache.insert(key, value);
+}
+
+/// Drops a token cache's expired entries, and the room beyond twice what is left.
+fn forget_expired_in<K: Eq + Hash, V>(cache: &mut HashMap<K, V>, expired: impl Fn(&V) -> bool) {
+    cache.retain(|_, v| !expired(v));
+    let kept = cache.len();
+    cache.shrink_to(kept.saturating_mul(2));
 }

@@ -127,7 +127,7 @@ pub fn app(state: AppState) -> Router {
             HeaderName::from_static("x-content-type-options"),
             HeaderValue::from_static("nosniff"),
         ))
-        .layer(middleware::from_fn_with_state(state.clone(), guards::screen_request))
+        .layer(middleware::from_fn_with_state(state, guards::screen_request))
         // A body that stops arriving fails the request instead of holding it.
         .layer(RequestBodyTimeoutLayer::new(listen::BODY_READ_TIMEOUT))
         .layer(DefaultBodyLimit::max(guards::MAX_BODY_BYTES))
