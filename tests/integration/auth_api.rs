@@ -492,6 +492,15 @@ async fn cross_site_requests_are_refused(backend: Backend) {
         .request(Method::POST, "/auth/refresh", |r| r.header(COOKIE, &cookie).header("sec-fetch-site", "cross-site"))
         .await;
     assert_eq!(fetch_meta.status(), StatusCode::FORBIDDEN);
+    // Every path, not only the API and the forms: a page URL or one that does
+    // not exist is refused before routing.
+    for path in ["/", "/sessions", "/no-such-page"] {
+        let elsewhere = server
+            .request(Method::POST, path, |r| r.header(COOKIE, &cookie).header(ORIGIN, "https://evil.example"))
+            .await;
+        assert_eq!(elsewhere.status(), StatusCode::FORBIDDEN, "{path}");
+        assert_eq!(error_code(elsewhere).await, "cross_site_request", "{path}");
+    }
     let login_csrf = server
         .request(Method::POST, "/auth/login", |r| {
             r.header(ORIGIN, "https://evil.example").json(&json!({"username": "alice", "password": PASSWORD}))
