@@ -73,7 +73,7 @@ fn is_outage_code(code: &str) -> bool {
 }
 
 /// A write transaction, holding this instance's turn to write on SQLite until
-/// it is committed or dropped.
+/// it is committed, rolled back or dropped.
 pub(crate) struct WriteTransaction {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
@@ -82,6 +82,10 @@ pub(crate) struct WriteTransaction {
 impl WriteTransaction {
     pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
         self.tx.commit().await
+    }
+
+    pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
     }
 }
 

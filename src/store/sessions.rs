@@ -133,10 +133,16 @@ impl Store {
         Ok(session)
     }
 
-    /// Presents the refresh token whose hash is `hash`. In one transaction:
-    /// asks `admit` whether its session may refresh now (a rate limit), then
-    /// rotates the token if current, recognises a replay inside `grace`
-    /// seconds, or revokes the session when an old token comes back.
+    /// Presents the refresh token whose hash is `hash`: asks `admit` whether
+    /// its session may refresh now (a rate limit), then rotates the token if
+    /// current, recognises a replay inside `grace` seconds, or revokes the
+    /// session when an old token comes back.
+    ///
+    /// The token and its session are read before the write transaction, so
+    /// the write lock (all of SQLite's writers share one) is held only for the
+    /// writes. What may change in between is settled inside it: only the first
+    /// presenter of a current token claims it, and the session is extended
+    /// only while still live, else nothing is written.
     pub async fn rotate_refresh_token(
         &self,
         hash: &str,
@@ -144,9 +150,22 @@ impl Store {
         rules: RotationRules,
         admit: impl FnOnce(&SessionRecord) -> bool,
     ) -> Result<Rotation, StoreError> {
+        let Some(session) = self.session_by_token(hash).await? else {
+            return Ok(Rotation::Unknown);
+        };
+        if !admit(&session) {
+            return Ok(Rotation::Refused(session));
+        }
+        if !session.is_live(rules.now) {
+            return Ok(Rotation::Ended(session));
+        }
         let mut tx = self.begin_write().await?;
-        let outcome = rotate_in(&mut tx, hash, successor, rules, admit).await?;
-        tx.commit().await?;
+        let outcome = rotate_in(&mut tx, hash, successor, rules, session).await?;
+        if let Rotation::Ended(_) = outcome {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
         Ok(outcome)
     }
 
@@ -287,32 +306,15 @@ async fn session_in(tx: &mut Transaction<'static, Any>, id: &str) -> Result<Opti
     Ok(row.as_ref().map(SessionRecord::from_row).transpose()?)
 }
 
+/// The writes of a rotation, for a session read live a moment ago.
 async fn rotate_in(
     tx: &mut Transaction<'static, Any>,
     hash: &str,
     successor: &Successor,
     rules: RotationRules,
-    admit: impl FnOnce(&SessionRecord) -> bool,
+    session: SessionRecord,
 ) -> Result<Rotation, StoreError> {
     let RotationRules { now, grace, idle_ttl } = rules;
-    // One statement for the token and its session: each is a round trip on
-    // PostgreSQL, and a rotation is on every user's path every few minutes.
-    let sql = format!(
-        "SELECT {SESSION_COLUMNS} FROM refresh_tokens t
-         JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
-         WHERE t.hash = $1"
-    );
-    let Some(row) = sqlx::query(&sql).bind(hash).fetch_optional(&mut **tx).await? else {
-        return Ok(Rotation::Unknown);
-    };
-    let session = SessionRecord::from_row(&row)?;
-    if !admit(&session) {
-        return Ok(Rotation::Refused(session));
-    }
-    if !session.is_live(now) {
-        return Ok(Rotation::Ended(session));
-    }
-
     // Only the first presenter of a current token wins this update.
     let claimed = sqlx::query(
         "UPDATE refresh_tokens SET rotated_at = $1, successor_hash = $2, successor_sealed = $3
@@ -325,17 +327,24 @@ async fn rotate_in(
     .execute(&mut **tx)
     .await?;
     if claimed.rows_affected() == 1 {
+        let idle_expires_at = now + idle_ttl;
+        // Revoked or expired since it was read: the caller rolls back.
+        let extended = sqlx::query(
+            "UPDATE sessions SET last_used_at = $1, idle_expires_at = $2
+             WHERE id = $3 AND revoked_at IS NULL AND idle_expires_at > $1 AND expires_at > $1",
+        )
+        .bind(now)
+        .bind(idle_expires_at)
+        .bind(&session.id)
+        .execute(&mut **tx)
+        .await?;
+        if extended.rows_affected() != 1 {
+            return ended_in(tx, session).await;
+        }
         sqlx::query("INSERT INTO refresh_tokens (hash, session_id, issued_at) VALUES ($1, $2, $3)")
             .bind(&successor.hash)
             .bind(&session.id)
             .bind(now)
-            .execute(&mut **tx)
-            .await?;
-        let idle_expires_at = now + idle_ttl;
-        sqlx::query("UPDATE sessions SET last_used_at = $1, idle_expires_at = $2 WHERE id = $3")
-            .bind(now)
-            .bind(idle_expires_at)
-            .bind(&session.id)
             .execute(&mut **tx)
             .await?;
         return Ok(Rotation::Rotated(SessionRecord {
@@ -347,13 +356,17 @@ async fn rotate_in(
 
     // Already rotated (possibly a moment ago by a concurrent request).
     let row = sqlx::query(
-        "SELECT t.rotated_at, t.successor_sealed, n.rotated_at AS successor_rotated_at
-         FROM refresh_tokens t LEFT JOIN refresh_tokens n ON n.hash = t.successor_hash
+        "SELECT t.rotated_at, t.successor_sealed, n.rotated_at AS successor_rotated_at, s.revoked_at
+         FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
+         LEFT JOIN refresh_tokens n ON n.hash = t.successor_hash
          WHERE t.hash = $1",
     )
     .bind(hash)
     .fetch_one(&mut **tx)
     .await?;
+    if row.try_get::<Option<i64>, _>("revoked_at")?.is_some() {
+        return ended_in(tx, session).await;
+    }
     let rotated_at: Option<i64> = row.try_get("rotated_at")?;
     let sealed: Option<String> = row.try_get("successor_sealed")?;
     let successor_rotated_at: Option<i64> = row.try_get("successor_rotated_at")?;
@@ -376,4 +389,11 @@ async fn rotate_in(
         revoked_at: Some(now),
         ..session
     }))
+}
+
+/// The session as it now stands, for a rotation that found it ended after
+/// reading it live.
+async fn ended_in(tx: &mut Transaction<'static, Any>, read: SessionRecord) -> Result<Rotation, StoreError> {
+    let current = session_in(tx, &read.id).await?;
+    Ok(Rotation::Ended(current.unwrap_or(read)))
 }

@@ -34,6 +34,7 @@ both_backends!(
     audit_records_security_events,
     health_reports_the_database,
     concurrent_refreshes_with_one_cookie_leave_one_session,
+    a_session_revoked_while_its_token_is_presented_is_not_extended,
     refreshes_are_rate_limited_per_session,
     client_address_comes_from_trusted_proxies_only,
     revocations_reach_other_instances,
@@ -635,6 +636,54 @@ async fn concurrent_refreshes_with_one_cookie_leave_one_session(backend: Backend
     let live: Vec<Value> = server.get_bearer("/auth/sessions", &next.access).await.json().await.unwrap();
     assert_eq!(live.len(), 1);
     assert_eq!(live[0]["id"], session.sid());
+    server.finish().await;
+}
+
+/// A rotation reads the session before its write transaction; a revocation
+/// landing in between must leave everything as the revocation left it.
+async fn a_session_revoked_while_its_token_is_presented_is_not_extended(backend: Backend) {
+    use gatehouse::auth::clock::Clock;
+    use gatehouse::auth::refresh_token::RefreshToken;
+    use gatehouse::store::{Rotation, RotationRules, Successor};
+
+    let server = TestServer::start(backend).await;
+    let session = server.register("alice").await;
+    let presented = RefreshToken::parse(&session.cookie).unwrap();
+    let next = RefreshToken::generate();
+    let successor = Successor {
+        hash: next.hash(),
+        sealed: presented.seal(&next),
+    };
+    let store = server.auth.store();
+    let before = store.session_by_token(&presented.hash()).await.unwrap().unwrap();
+    server.clock.advance(60);
+    let now = server.clock.now();
+    let rules = RotationRules { now, grace: 10, idle_ttl: 3600 };
+    // `admit` runs between the read and the writes: revoke the session there.
+    let admit = |read: &gatehouse::store::SessionRecord| {
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async {
+                assert!(store.revoke_session(&read.id, "logout", now).await.unwrap());
+            })
+        });
+        true
+    };
+    let outcome = store.rotate_refresh_token(&presented.hash(), &successor, rules, admit).await.unwrap();
+    let Rotation::Ended(ended) = outcome else {
+        panic!("a rotation of a just-revoked session must end, got {outcome:?}");
+    };
+    assert_eq!(ended.revoked_at, Some(now));
+    assert_eq!((ended.last_used_at, ended.idle_expires_at), (before.last_used_at, before.idle_expires_at), "not extended");
+    assert_eq!(store.session_by_token(&successor.hash).await.unwrap(), None, "no successor stored");
+    let pool = sqlx::AnyPool::connect(&server.settings.database_url).await.unwrap();
+    let rotated_at: Option<i64> = sqlx::query_scalar("SELECT rotated_at FROM refresh_tokens WHERE hash = $1")
+        .bind(presented.hash())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rotated_at, None, "the claim was rolled back");
+    pool.close().await;
+    assert_eq!(server.refresh(&session.cookie).await.status(), StatusCode::UNAUTHORIZED);
     server.finish().await;
 }
 
