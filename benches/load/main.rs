@@ -26,10 +26,10 @@ use gatehouse::protocol::{Credentials, Me};
 use gatehouse::server::{app, AppState};
 use gatehouse::store::Store;
 use report::{Figure, Report};
-use wrk::Load;
+use wrk::{Load, Measured, Turns, ROUNDS, TURN};
 
 const PASSWORD: &str = "benchmark passphrase of decent length 42";
-/// How long each wrk run lasts.
+/// How long the login figure's wrk run lasts.
 const RUN: Duration = Duration::from_secs(8);
 const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -127,27 +127,27 @@ async fn run() {
 
     // GET /api/me against the bare handler.
     let (access, refresh) = session(&sqlite.auth, "bench").await;
-    let bearer = format!("Authorization: Bearer {access}");
-    let bare = wrk::run(&sqlite.base, "/bench/bare", Load::get(&[&bearer]), RUN);
-    let me = wrk::run(&sqlite.base, "/api/me", Load::get(&[&bearer]), RUN);
-    report.http(Figure::new("GET /api/me (valid token)", me, "bare axum handler, same binary", bare, 0.7));
+    let bearer = Load::get(&[&format!("Authorization: Bearer {access}")]);
+    let me = in_turns(&sqlite.base, ("/api/me", &bearer), ("/bench/bare", &bearer));
+    report.compared(Figure::new("GET /api/me (valid token)", me, "bare axum handler, same binary", 0.7), "req/s");
 
     // A protected page (guard, render, minted token) against a public page.
-    let cookie = format!("Cookie: gatehouse_refresh={refresh}");
-    let public = wrk::run(&sqlite.base, "/register", Load::get(&[]), RUN);
-    let protected = wrk::run(&sqlite.base, "/", Load::get(&[&cookie]), RUN);
-    report.http(Figure::new(
-        "GET / (server-rendered protected page)",
-        protected,
-        "GET /register (server-rendered public page)",
-        public,
-        0.6,
-    ));
+    let cookie = Load::get(&[&format!("Cookie: gatehouse_refresh={refresh}")]);
+    let page = in_turns(&sqlite.base, ("/", &cookie), ("/register", &Load::get(&[])));
+    report.compared(
+        Figure::new(
+            "GET / (server-rendered protected page)",
+            page,
+            "GET /register (server-rendered public page)",
+            0.6,
+        ),
+        "req/s",
+    );
 
     // Login against the argon2 bound.
     let hash_time = argon2_hash_time().await;
     let login_body = serde_json::json!({"username": "bench", "password": PASSWORD}).to_string();
-    let login = wrk::run(&sqlite.base, "/auth/login", Load::post_json(&login_body), RUN);
+    let login = wrk::run(&sqlite.base, "/auth/login", &Load::post_json(&login_body), RUN);
     report.argon2_bound(login, hash_time, 0.9);
 
     // Refresh (rotation) against the database's own write rate, on both databases.
@@ -170,6 +170,16 @@ async fn run() {
     std::fs::write(path, Report::keep_log(report.render(), previous.as_deref())).expect("write BENCHMARKS.md");
     println!("wrote {}", path.display());
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A figure's path and its baseline's, loaded in turns.
+fn in_turns(base: &str, figure: (&str, &Load), baseline: (&str, &Load)) -> Turns {
+    let mut turns = Turns::default();
+    for _ in 0..ROUNDS {
+        turns.baseline.push(wrk::run(base, baseline.0, baseline.1, TURN));
+        turns.figure.push(wrk::run(base, figure.0, figure.1, TURN));
+    }
+    turns
 }
 
 fn which_wrk() {
@@ -197,20 +207,36 @@ async fn argon2_hash_time() -> Duration {
 }
 
 async fn refresh_figure(report: &mut Report, server: &Server, database: &str) {
-    // One session per wrk connection: each follows its own rotation.
-    let mut cookies = Vec::new();
-    for i in 0..wrk::WRITE_CONNECTIONS {
-        cookies.push(session(&server.auth, &format!("rotation-{i}")).await.1);
+    let mut turns = Turns::default();
+    for round in 0..ROUNDS {
+        let baseline = database_write_rate(&server.auth.settings().database_url, round, TURN).await;
+        turns.baseline.push(Measured {
+            requests_per_second: baseline,
+            ..Measured::default()
+        });
+        // One session per wrk connection, new each turn: each connection
+        // follows its own rotation from a token nobody presented yet.
+        let mut cookies = Vec::new();
+        for i in 0..wrk::WRITE_CONNECTIONS {
+            cookies.push(session(&server.auth, &format!("rotation-{i}")).await.1);
+        }
+        let load = Load::rotating_refresh(&cookies);
+        turns.figure.push(wrk::run(&server.base, "/auth/refresh", &load, TURN));
     }
-    let refresh = wrk::run(&server.base, "/auth/refresh", Load::rotating_refresh(&cookies), RUN);
-    let baseline = database_write_rate(&server.auth.settings().database_url, RUN).await;
-    report.refresh(database, refresh, baseline, 0.5);
+    let figure = Figure::new(
+        &format!("POST /auth/refresh ({database})"),
+        turns,
+        &format!("{database}: one insert + one update in a transaction"),
+        0.5,
+    );
+    report.compared(figure, "tx/s");
 }
 
 /// The database's own rate for one insert plus one update in a transaction
 /// (what a rotation writes, without the rest), with as many writers as wrk has
-/// connections, on a table of its own in the same database.
-async fn database_write_rate(url: &str, run: Duration) -> f64 {
+/// connections, on a table of its own in the same database; `round` keeps
+/// each turn's rows apart.
+async fn database_write_rate(url: &str, round: usize, run: Duration) -> f64 {
     use sqlx::any::AnyPoolOptions;
     let sqlite = url.starts_with("sqlite:");
     let pool = AnyPoolOptions::new()
@@ -233,16 +259,20 @@ async fn database_write_rate(url: &str, run: Duration) -> f64 {
         .await
         .expect("baseline table");
     let deadline = Instant::now() + run;
+    // The same locking the store uses: on SQLite, writers queue in memory for
+    // their turn, then take the write lock at once. Without the queue they
+    // would sleep in SQLite's busy handler, and one could starve past its timeout.
+    let turn = Arc::new(tokio::sync::Mutex::new(()));
     let mut writers = Vec::new();
     for writer in 0..wrk::WRITE_CONNECTIONS {
-        let pool = pool.clone();
+        let (pool, turn) = (pool.clone(), turn.clone());
         writers.push(tokio::spawn(async move {
             let mut done = 0u64;
             while Instant::now() < deadline {
-                // The same locking the store uses: SQLite takes the write lock at once.
+                let _turn = if sqlite { Some(turn.lock().await) } else { None };
                 let mut tx = if sqlite { pool.begin_with("BEGIN IMMEDIATE").await } else { pool.begin().await }
                     .expect("begin");
-                let id = format!("{writer}-{done}");
+                let id = format!("{round}-{writer}-{done}");
                 sqlx::query("INSERT INTO bench_writes (id, counter) VALUES ($1, 0)")
                     .bind(&id)
                     .execute(&mut *tx)

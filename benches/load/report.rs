@@ -5,26 +5,24 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use super::wrk::Measured;
+use super::wrk::{merge, ratio, Measured, Turns, ROUNDS, TURN};
 
 /// Where the optimisation record starts in BENCHMARKS.md.
 const LOG_HEADING: &str = "## Optimisation log";
 
 pub struct Figure {
     what: String,
-    measured: Measured,
+    turns: Turns,
     baseline_what: String,
-    baseline: Measured,
     goal: f64,
 }
 
 impl Figure {
-    pub fn new(what: &str, measured: Measured, baseline_what: &str, baseline: Measured, goal: f64) -> Self {
+    pub fn new(what: &str, turns: Turns, baseline_what: &str, goal: f64) -> Self {
         Self {
             what: what.into(),
-            measured,
+            turns,
             baseline_what: baseline_what.into(),
-            baseline,
             goal,
         }
     }
@@ -36,14 +34,6 @@ pub struct Report {
     latencies: Vec<String>,
     sections: Vec<String>,
     notes: Vec<String>,
-}
-
-fn ratio(measured: f64, baseline: f64) -> f64 {
-    if baseline > 0.0 {
-        measured / baseline
-    } else {
-        0.0
-    }
 }
 
 fn verdict(ratio: f64, goal: f64) -> &'static str {
@@ -73,19 +63,25 @@ impl Report {
         ));
     }
 
-    pub fn http(&mut self, f: Figure) {
-        let r = ratio(f.measured.requests_per_second, f.baseline.requests_per_second);
+    /// A figure measured in turns with its baseline; `unit` is the
+    /// baseline's (requests or transactions per second).
+    pub fn compared(&mut self, f: Figure, unit: &str) {
+        let (figure, baseline) = (merge(&f.turns.figure), merge(&f.turns.baseline));
+        let r = f.turns.ratio();
+        let (low, high) = f.turns.spread();
         self.rows.push(format!(
-            "| {} | {:.0} req/s | {} | {:.0} req/s | {r:.2} | ≥ {} ({}) |",
+            "| {} | {:.0} req/s | {} | {:.0} {unit} | {r:.2} | {low:.2}–{high:.2} | ≥ {} ({}) |",
             f.what,
-            f.measured.requests_per_second,
+            figure.requests_per_second,
             f.baseline_what,
-            f.baseline.requests_per_second,
+            baseline.requests_per_second,
             f.goal,
             verdict(r, f.goal)
         ));
-        self.latency(&f.what, &f.measured);
-        self.latency(&f.baseline_what, &f.baseline);
+        self.latency(&f.what, &figure);
+        if baseline.requests > 0 {
+            self.latency(&f.baseline_what, &baseline);
+        }
     }
 
     pub fn argon2_bound(&mut self, login: Measured, hash: Duration, goal: f64) {
@@ -93,22 +89,12 @@ impl Report {
         let bound = cores / hash.as_secs_f64();
         let r = ratio(login.requests_per_second, bound);
         self.rows.push(format!(
-            "| POST /auth/login | {:.1} req/s | argon2 bound: {cores} cores / {} per hash | {bound:.1} /s | {r:.2} | ≥ {goal} ({}) |",
+            "| POST /auth/login | {:.1} req/s | argon2 bound: {cores} cores / {} per hash | {bound:.1} /s | {r:.2} | | ≥ {goal} ({}) |",
             login.requests_per_second,
             ms(hash),
             verdict(r, goal)
         ));
         self.latency("POST /auth/login", &login);
-    }
-
-    pub fn refresh(&mut self, database: &str, refresh: Measured, writes_per_second: f64, goal: f64) {
-        let r = ratio(refresh.requests_per_second, writes_per_second);
-        self.rows.push(format!(
-            "| POST /auth/refresh ({database}) | {:.0} req/s | {database}: one insert + one update in a transaction | {writes_per_second:.0} tx/s | {r:.2} | ≥ {goal} ({}) |",
-            refresh.requests_per_second,
-            verdict(r, goal)
-        ));
-        self.latency(&format!("POST /auth/refresh ({database})"), &refresh);
     }
 
     pub fn sockets(&mut self, open: usize, grew_kib: u64, closed: usize, took: Duration) {
@@ -247,9 +233,10 @@ impl Report {
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "Written by `make bench` on {date}: {cores} cores, {memory} of memory. Server and load generator (wrk, on loopback) share the machine; every ratio compares figures measured in this same run, because absolute numbers on these machines vary from run to run.\n"
+            "Written by `make bench` on {date}: {cores} cores, {memory} of memory. Server and load generator (wrk, on loopback) share the machine; every ratio compares figures measured in this same run, because absolute numbers on these machines vary from run to run. A figure and its baseline take {ROUNDS} turns each ({} s per turn), so a slow spell falls on both; the ratio is over all turns, and the spread is the lowest and highest ratio of one turn to the baseline's turn before it.\n",
+            TURN.as_secs()
         );
-        out.push_str("## Throughput against baselines\n\n| figure | measured | baseline | baseline measured | ratio | goal |\n|---|---|---|---|---|---|\n");
+        out.push_str("## Throughput against baselines\n\n| figure | measured | baseline | baseline measured | ratio | spread | goal |\n|---|---|---|---|---|---|---|\n");
         for row in &self.rows {
             out.push_str(row);
             out.push('\n');

@@ -21,6 +21,62 @@ pub struct Measured {
     pub failures: u64,
 }
 
+/// How many turns a figure and its baseline take, and how long each lasts.
+pub const ROUNDS: usize = 4;
+pub const TURN: Duration = Duration::from_secs(3);
+
+/// A figure and its baseline measured in turns (baseline, figure, baseline,
+/// figure...), so that a slow spell of this shared machine falls on both
+/// alike instead of on whichever ran during it.
+#[derive(Debug, Default)]
+pub struct Turns {
+    pub figure: Vec<Measured>,
+    pub baseline: Vec<Measured>,
+}
+
+impl Turns {
+    /// The figure's rate over the baseline's, each over all its rounds.
+    pub fn ratio(&self) -> f64 {
+        ratio(merge(&self.figure).requests_per_second, merge(&self.baseline).requests_per_second)
+    }
+
+    /// The lowest and the highest ratio of a round to the baseline's round
+    /// just before it: how far one short comparison could be off.
+    pub fn spread(&self) -> (f64, f64) {
+        let ratios = self
+            .figure
+            .iter()
+            .zip(&self.baseline)
+            .map(|(f, b)| ratio(f.requests_per_second, b.requests_per_second));
+        ratios.fold((f64::INFINITY, 0.0), |(low, high), r| (low.min(r), high.max(r)))
+    }
+}
+
+pub fn ratio(figure: f64, baseline: f64) -> f64 {
+    if baseline > 0.0 {
+        figure / baseline
+    } else {
+        0.0
+    }
+}
+
+/// Rounds of equal length as one measurement: requests and failures add up,
+/// the rate is the rounds' mean, p50 and p99 are the medians of the rounds'.
+pub fn merge(rounds: &[Measured]) -> Measured {
+    let median = |pick: fn(&Measured) -> Duration| {
+        let mut values: Vec<Duration> = rounds.iter().map(pick).collect();
+        values.sort();
+        values.get(values.len() / 2).copied().unwrap_or_default()
+    };
+    Measured {
+        requests_per_second: rounds.iter().map(|m| m.requests_per_second).sum::<f64>() / rounds.len().max(1) as f64,
+        p50: median(|m| m.p50),
+        p99: median(|m| m.p99),
+        requests: rounds.iter().map(|m| m.requests).sum(),
+        failures: rounds.iter().map(|m| m.failures).sum(),
+    }
+}
+
 /// How wrk loads one path.
 pub struct Load {
     script: String,
@@ -90,7 +146,7 @@ fn lua_string(text: &str) -> String {
     format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-pub fn run(base: &str, path: &str, load: Load, duration: Duration) -> Measured {
+pub fn run(base: &str, path: &str, load: &Load, duration: Duration) -> Measured {
     let script = script_path();
     std::fs::write(&script, &load.script).expect("write wrk script");
     let output = Command::new("wrk")
