@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use super::wrk::{merge, ratio, Measured, Turns, ROUNDS, TURN};
+use super::wrk::{merge, Measured, Turns, ROUNDS, TURN};
 
 /// Where the optimisation record starts in BENCHMARKS.md.
 const LOG_HEADING: &str = "## Optimisation log";
@@ -82,19 +82,6 @@ impl Report {
         if baseline.requests > 0 {
             self.latency(&f.baseline_what, &baseline);
         }
-    }
-
-    pub fn argon2_bound(&mut self, login: Measured, hash: Duration, goal: f64) {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        let bound = cores / hash.as_secs_f64();
-        let r = ratio(login.requests_per_second, bound);
-        self.rows.push(format!(
-            "| POST /auth/login | {:.1} req/s | argon2 bound: {cores} cores / {} per hash | {bound:.1} /s | {r:.2} | | ≥ {goal} ({}) |",
-            login.requests_per_second,
-            ms(hash),
-            verdict(r, goal)
-        ));
-        self.latency("POST /auth/login", &login);
     }
 
     pub fn sockets(&mut self, open: usize, grew_kib: u64, closed: usize, took: Duration) {

@@ -52,7 +52,7 @@ impl Turns {
     }
 }
 
-pub fn ratio(figure: f64, baseline: f64) -> f64 {
+fn ratio(figure: f64, baseline: f64) -> f64 {
     if baseline > 0.0 {
         figure / baseline
     } else {
