@@ -201,12 +201,22 @@ impl Store {
             Some(turn) => Some(turn.clone().lock_owned().await),
             None => None,
         };
-        let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
-        };
+        // sqlx 0.8 leaves the connection inside its transaction when `begin`
+        // is cancelled between sending BEGIN and returning (a client hanging up
+        // mid-request): on SQLite that connection then keeps the write lock.
+        // A task of its own always finishes the begin; if its caller is gone,
+        // the transaction it returns is dropped there, which rolls it back.
+        let (pool, backend) = (self.pool.clone(), self.backend);
+        let begun = tokio::spawn(async move {
+            match backend {
+                Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+                Backend::Postgres => pool.begin().await,
+            }
+        })
+        .await
+        .map_err(|_| StoreError::Unavailable(sqlx::Error::PoolClosed))?;
         Ok(WriteTransaction {
-            tx: tx.map_err(StoreError::Unavailable)?,
+            tx: begun.map_err(StoreError::Unavailable)?,
             _turn: turn,
         })
     }
