@@ -149,7 +149,7 @@ async fn run() {
     let mut turns = Turns::default();
     let mut hash_time = Duration::ZERO;
     for _ in 0..ROUNDS {
-        let hash = argon2_hash_time(TURN).await;
+        let hash = Duration::from_secs_f64(1.0 / hash_rate(1, TURN).await);
         hash_time += hash / ROUNDS as u32;
         turns.baseline.push(Measured {
             requests_per_second: cores as f64 / hash.as_secs_f64(),
@@ -161,7 +161,7 @@ async fn run() {
     report.compared(Figure::new("POST /auth/login", turns, &bound, 0.9), "/s");
     // What the bound leaves out: hashes running on every core at once share
     // the memory bandwidth argon2 is limited by.
-    let together = concurrent_hash_rate(cores, TURN).await;
+    let together = hash_rate(cores, TURN).await;
     report.note(&format!(
         "Login's bound times one hash at a time. With {cores} hashes at once (the product's hasher, no HTTP), the rate was {together:.1} /s: {:.2} of the bound.",
         together * hash_time.as_secs_f64() / cores as f64
@@ -205,41 +205,20 @@ fn which_wrk() {
 }
 
 /// One password hash with the configured argon2 parameters, averaged.
-/// One password hash with the product's hasher and default cost, one at a
-/// time, averaged over as many as fit in `run`.
-async fn argon2_hash_time(run: Duration) -> Duration {
+/// Password hashes per second with the product's hasher and default cost,
+/// `at_once` hashing together through as many slots, for `run`.
+async fn hash_rate(at_once: usize, run: Duration) -> f64 {
     let defaults = Settings::default();
     let hasher = PasswordHasher::new(
         defaults.argon2_memory_kib,
         defaults.argon2_iterations,
         defaults.argon2_parallelism,
-        1,
+        at_once,
     )
     .await
     .expect("hasher");
     let started = Instant::now();
-    let mut hashes = 0;
-    while started.elapsed() < run {
-        hasher.hash(Password::new(PASSWORD.into())).await.expect("hash");
-        hashes += 1;
-    }
-    started.elapsed() / hashes
-}
-
-/// Hashes per second with `cores` hashing at once through one hasher with as
-/// many slots, for `run`.
-async fn concurrent_hash_rate(cores: usize, run: Duration) -> f64 {
-    let defaults = Settings::default();
-    let hasher = PasswordHasher::new(
-        defaults.argon2_memory_kib,
-        defaults.argon2_iterations,
-        defaults.argon2_parallelism,
-        cores,
-    )
-    .await
-    .expect("hasher");
-    let started = Instant::now();
-    let workers: Vec<_> = (0..cores)
+    let workers: Vec<_> = (0..at_once)
         .map(|_| {
             let hasher = hasher.clone();
             tokio::spawn(async move {

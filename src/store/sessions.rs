@@ -5,7 +5,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::{Backend, Store, StoreError};
+use super::{Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
@@ -138,14 +138,11 @@ impl Store {
     /// current, recognises a replay inside `grace` seconds, or revokes the
     /// session when an old token comes back.
     ///
-    /// On SQLite, whose one write lock serves the whole file, the token and
-    /// its session are read, and a refusal decided, before the write
-    /// transaction takes it. PostgreSQL locks rows, so there the read is the
-    /// transaction's first statement, which saves a connection's acquire and
-    /// its round trips. Either way, what may change after the read is settled
-    /// by the writes: only the first presenter of a current token claims it,
-    /// and the session is extended only while still live, else nothing is
-    /// written.
+    /// The token and its session are read before the write transaction, so
+    /// the write lock (all of SQLite's writers share one) is held only for the
+    /// writes. What may change in between is settled inside it: only the first
+    /// presenter of a current token claims it, and the session is extended
+    /// only while still live, else nothing is written.
     pub async fn rotate_refresh_token(
         &self,
         hash: &str,
@@ -153,33 +150,16 @@ impl Store {
         rules: RotationRules,
         admit: impl FnOnce(&SessionRecord) -> bool,
     ) -> Result<Rotation, StoreError> {
-        let mut tx = match self.backend {
-            Backend::Sqlite => None,
-            Backend::Postgres => Some(self.begin_write().await?),
+        let Some(session) = self.session_by_token(hash).await? else {
+            return Ok(Rotation::Unknown);
         };
-        let read = match &mut tx {
-            Some(tx) => session_by_token_on(&mut ***tx, hash).await?,
-            None => session_by_token_on(&self.pool, hash).await?,
-        };
-        let early = match read {
-            None => Err(Rotation::Unknown),
-            Some(session) if !admit(&session) => Err(Rotation::Refused(session)),
-            Some(session) if !session.is_live(rules.now) => Err(Rotation::Ended(session)),
-            Some(session) => Ok(session),
-        };
-        let session = match early {
-            Ok(session) => session,
-            Err(outcome) => {
-                if let Some(tx) = tx {
-                    tx.rollback().await?;
-                }
-                return Ok(outcome);
-            }
-        };
-        let mut tx = match tx {
-            Some(tx) => tx,
-            None => self.begin_write().await?,
-        };
+        if !admit(&session) {
+            return Ok(Rotation::Refused(session));
+        }
+        if !session.is_live(rules.now) {
+            return Ok(Rotation::Ended(session));
+        }
+        let mut tx = self.begin_write().await?;
         let outcome = rotate_in(&mut tx, hash, successor, rules, session).await?;
         if let Rotation::Ended(_) = outcome {
             tx.rollback().await?;
@@ -205,7 +185,13 @@ impl Store {
 
     /// The session a refresh token (current or not) belongs to.
     pub async fn session_by_token(&self, hash: &str) -> Result<Option<SessionRecord>, StoreError> {
-        session_by_token_on(&self.pool, hash).await
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM refresh_tokens t
+             JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
+             WHERE t.hash = $1"
+        );
+        let row = sqlx::query(&sql).bind(hash).fetch_optional(&self.pool).await?;
+        Ok(row.as_ref().map(SessionRecord::from_row).transpose()?)
     }
 
     pub async fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
@@ -314,26 +300,13 @@ async fn revoke_user_sessions_in(
     Ok(ids)
 }
 
-async fn session_by_token_on<'e>(
-    executor: impl sqlx::Executor<'e, Database = Any>,
-    hash: &str,
-) -> Result<Option<SessionRecord>, StoreError> {
-    let sql = format!(
-        "SELECT {SESSION_COLUMNS} FROM refresh_tokens t
-         JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
-         WHERE t.hash = $1"
-    );
-    let row = sqlx::query(&sql).bind(hash).fetch_optional(executor).await?;
-    Ok(row.as_ref().map(SessionRecord::from_row).transpose()?)
-}
-
 async fn session_in(tx: &mut Transaction<'static, Any>, id: &str) -> Result<Option<SessionRecord>, StoreError> {
     let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1");
     let row = sqlx::query(&sql).bind(id).fetch_optional(&mut **tx).await?;
     Ok(row.as_ref().map(SessionRecord::from_row).transpose()?)
 }
 
-/// The writes of a rotation, for a session just read live.
+/// The writes of a rotation, for a session read live a moment ago.
 async fn rotate_in(
     tx: &mut Transaction<'static, Any>,
     hash: &str,

@@ -639,9 +639,8 @@ async fn concurrent_refreshes_with_one_cookie_leave_one_session(backend: Backend
     server.finish().await;
 }
 
-/// A rotation reads the session before its writes (on SQLite, before its
-/// transaction); a revocation landing in between must leave everything as the
-/// revocation left it.
+/// A rotation reads the session before its write transaction; a revocation
+/// landing in between must leave everything as the revocation left it.
 async fn a_session_revoked_while_its_token_is_presented_is_not_extended(backend: Backend) {
     use gatehouse::auth::clock::Clock;
     use gatehouse::auth::refresh_token::RefreshToken;
