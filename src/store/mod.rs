@@ -2,13 +2,15 @@
 //! migrations in `migrations/` embedded and applied at start. The SQL is written
 //! once, in the subset both databases share (`$n` placeholders, TEXT and BIGINT).
 
+use std::borrow::Cow;
 use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, ConnectOptions, Connection, Executor};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyPool, ConnectOptions, Connection, Executor};
 
 mod audit;
 mod keys;
@@ -19,7 +21,7 @@ mod users;
 pub use audit::AuditRecord;
 pub use keys::KeyRecord;
 pub use notify::{Listener, MAX_NOTICE_BYTES};
-pub use sessions::{NewSession, Rotation, RotationRules, SessionRecord, Successor};
+pub use sessions::{NewSession, PageLookup, Rotation, RotationRules, SessionRecord, Successor};
 pub use users::UserRecord;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations");
@@ -197,6 +199,12 @@ impl Store {
     /// The transaction then takes the write lock at once (`BEGIN IMMEDIATE`), so
     /// another process's writer is still waited for, never a failed upgrade.
     pub(crate) async fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
+        self.begin_write_on(None).await
+    }
+
+    /// As [`Store::begin_write`], on `held` if given (a connection the caller
+    /// has just read with) instead of one acquired from the pool.
+    pub(crate) async fn begin_write_on(&self, held: Option<PoolConnection<Any>>) -> Result<WriteTransaction, StoreError> {
         let turn = match &self.write_turn {
             Some(turn) => Some(turn.clone().lock_owned().await),
             None => None,
@@ -208,10 +216,12 @@ impl Store {
         // the transaction it returns is dropped there, which rolls it back.
         let (pool, backend) = (self.pool.clone(), self.backend);
         let begun = tokio::spawn(async move {
-            match backend {
-                Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
-                Backend::Postgres => pool.begin().await,
-            }
+            let conn = match held {
+                Some(conn) => conn,
+                None => pool.acquire().await?,
+            };
+            let statement = (backend == Backend::Sqlite).then_some(Cow::Borrowed("BEGIN IMMEDIATE"));
+            sqlx::Transaction::begin(conn, statement).await
         })
         .await
         .map_err(|_| StoreError::Unavailable(sqlx::Error::PoolClosed))?;
@@ -219,6 +229,12 @@ impl Store {
             tx: begun.map_err(StoreError::Unavailable)?,
             _turn: turn,
         })
+    }
+
+    /// A pooled connection for a read that a write on the same connection will
+    /// follow (see `rotate_refresh_token`).
+    pub(crate) async fn acquire(&self) -> Result<PoolConnection<Any>, StoreError> {
+        Ok(self.pool.acquire().await?)
     }
 
     pub fn backend(&self) -> Backend {

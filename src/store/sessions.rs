@@ -3,9 +3,9 @@
 //! replay inside the grace window and theft.
 
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, AnyConnection, Row, Transaction};
 
-use super::{Store, StoreError};
+use super::{Backend, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
@@ -64,6 +64,14 @@ pub struct NewSession {
     pub user_agent: Option<String>,
     pub ip: Option<String>,
     pub token_hash: String,
+}
+
+/// A page load's session, and when the refresh token it was found by was
+/// rotated (`None`: the token is current).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageLookup {
+    pub session: SessionRecord,
+    pub token_rotated_at: Option<i64>,
 }
 
 /// What presenting a refresh token amounted to.
@@ -143,6 +151,11 @@ impl Store {
     /// writes. What may change in between is settled inside it: only the first
     /// presenter of a current token claims it, and the session is extended
     /// only while still live, else nothing is written.
+    ///
+    /// On PostgreSQL the read and the writes share one connection: each
+    /// acquire and release of a pooled connection costs a round trip (sqlx
+    /// pings). On SQLite the connection goes back before queueing for the
+    /// write turn, so queued writers never hold the connections readers need.
     pub async fn rotate_refresh_token(
         &self,
         hash: &str,
@@ -150,7 +163,8 @@ impl Store {
         rules: RotationRules,
         admit: impl FnOnce(&SessionRecord) -> bool,
     ) -> Result<Rotation, StoreError> {
-        let Some(session) = self.session_by_token(hash).await? else {
+        let mut conn = self.acquire().await?;
+        let Some(session) = session_by_token_in(&mut conn, hash).await? else {
             return Ok(Rotation::Unknown);
         };
         if !admit(&session) {
@@ -159,7 +173,8 @@ impl Store {
         if !session.is_live(rules.now) {
             return Ok(Rotation::Ended(session));
         }
-        let mut tx = self.begin_write().await?;
+        let held = (self.backend() == Backend::Postgres).then_some(conn);
+        let mut tx = self.begin_write_on(held).await?;
         let outcome = rotate_in(&mut tx, hash, successor, rules, session).await?;
         if let Rotation::Ended(_) = outcome {
             tx.rollback().await?;
@@ -172,26 +187,26 @@ impl Store {
     /// The live session a refresh token belongs to, without rotating it: what a
     /// page load uses to know who is asking. A token rotated less than `grace`
     /// seconds ago still counts (another tab may have just refreshed).
-    pub async fn session_for_page(&self, hash: &str, now: i64, grace: i64) -> Result<Option<SessionRecord>, StoreError> {
+    pub async fn session_for_page(&self, hash: &str, now: i64, grace: i64) -> Result<Option<PageLookup>, StoreError> {
         let sql = format!(
-            "SELECT {SESSION_COLUMNS} FROM refresh_tokens t
+            "SELECT {SESSION_COLUMNS}, t.rotated_at AS token_rotated_at FROM refresh_tokens t
              JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
              WHERE t.hash = $1 AND (t.rotated_at IS NULL OR t.rotated_at >= $2)"
         );
         let row = sqlx::query(&sql).bind(hash).bind(now - grace).fetch_optional(&self.pool).await?;
-        let session = row.as_ref().map(SessionRecord::from_row).transpose()?;
-        Ok(session.filter(|s| s.is_live(now)))
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let found = PageLookup {
+            session: SessionRecord::from_row(&row)?,
+            token_rotated_at: row.try_get("token_rotated_at")?,
+        };
+        Ok(found.session.is_live(now).then_some(found))
     }
 
     /// The session a refresh token (current or not) belongs to.
     pub async fn session_by_token(&self, hash: &str) -> Result<Option<SessionRecord>, StoreError> {
-        let sql = format!(
-            "SELECT {SESSION_COLUMNS} FROM refresh_tokens t
-             JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
-             WHERE t.hash = $1"
-        );
-        let row = sqlx::query(&sql).bind(hash).fetch_optional(&self.pool).await?;
-        Ok(row.as_ref().map(SessionRecord::from_row).transpose()?)
+        session_by_token_in(&mut *self.acquire().await?, hash).await
     }
 
     pub async fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
@@ -298,6 +313,16 @@ async fn revoke_user_sessions_in(
     .execute(&mut **tx)
     .await?;
     Ok(ids)
+}
+
+async fn session_by_token_in(conn: &mut AnyConnection, hash: &str) -> Result<Option<SessionRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {SESSION_COLUMNS} FROM refresh_tokens t
+         JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
+         WHERE t.hash = $1"
+    );
+    let row = sqlx::query(&sql).bind(hash).fetch_optional(conn).await?;
+    Ok(row.as_ref().map(SessionRecord::from_row).transpose()?)
 }
 
 async fn session_in(tx: &mut Transaction<'static, Any>, id: &str) -> Result<Option<SessionRecord>, StoreError> {
