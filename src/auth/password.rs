@@ -1,11 +1,13 @@
 //! Password hashing with argon2id, off the async runtime and with bounded
-//! concurrency so a burst of logins cannot starve the server.
+//! concurrency so a burst of logins cannot starve the server. Each hash allowed
+//! at once has a working memory of its own, kept between hashes.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rand_core::OsRng;
+use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 use super::AuthError;
@@ -35,10 +37,19 @@ pub enum Verification {
     Mismatch,
 }
 
+/// argon2's working memory (`m_cost` KiB), one per hash that may run at once.
+/// Allocating it for every hash, as argon2's own `PasswordHasher` does, means
+/// zeroing megabytes that argon2's first pass overwrites anyway, and mapping
+/// and unmapping them while other hashes run; that made hashes running side
+/// by side slower than one alone.
+type WorkingMemory = Vec<Block>;
+
 #[derive(Clone)]
 pub struct PasswordHasher {
     params: Params,
     permits: Arc<Semaphore>,
+    /// Idle working memories: one is taken with each permit.
+    memories: Arc<Mutex<Vec<WorkingMemory>>>,
     /// Verified against when the user does not exist, so that answer costs the
     /// same time as a wrong password.
     dummy_hash: Arc<str>,
@@ -56,6 +67,7 @@ impl PasswordHasher {
         let mut hasher = Self {
             params,
             permits: Arc::new(Semaphore::new(concurrency)),
+            memories: Arc::default(),
             dummy_hash: Arc::from(""),
         };
         let mut random = [0u8; 16];
@@ -64,18 +76,24 @@ impl PasswordHasher {
         Ok(hasher)
     }
 
-    fn argon2(params: Params) -> Argon2<'static> {
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-    }
-
     pub async fn hash(&self, password: Password) -> Result<String, AuthError> {
         let params = self.params.clone();
-        self.blocking(move || {
+        self.blocking(move |memory| {
+            let failed = |e: &dyn std::fmt::Display| AuthError::Internal(format!("argon2: {e}"));
             let salt = SaltString::generate(&mut OsRng);
-            Self::argon2(params)
-                .hash_password(password.expose().as_bytes(), &salt)
-                .map(|hash| hash.to_string())
-                .map_err(|e| AuthError::Internal(format!("argon2: {e}")))
+            let mut salt_bytes = [0u8; 64];
+            let salt_bytes = salt.as_salt().decode_b64(&mut salt_bytes).map_err(|e| failed(&e))?;
+            let mut output = [0u8; Params::DEFAULT_OUTPUT_LEN];
+            let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+            fill(&argon2, password.expose().as_bytes(), salt_bytes, &mut output, memory).map_err(|e| failed(&e))?;
+            let hash = PasswordHash {
+                algorithm: Algorithm::Argon2id.ident(),
+                version: Some(Version::V0x13.into()),
+                params: ParamsString::try_from(&params).map_err(|e| failed(&e))?,
+                salt: Some(salt.as_salt()),
+                hash: Some(Output::new(&output).map_err(|e| failed(&e))?),
+            };
+            Ok(hash.to_string())
         })
         .await
     }
@@ -86,37 +104,96 @@ impl PasswordHasher {
         let params = self.params.clone();
         let known = stored.is_some();
         let stored = stored.unwrap_or_else(|| self.dummy_hash.to_string());
-        self.blocking(move || {
-            let Ok(parsed) = PasswordHash::new(&stored) else {
+        self.blocking(move |memory| {
+            let Some(parsed) = StoredHash::parse(&stored) else {
                 return Ok(Verification::Mismatch);
             };
-            let matched = Argon2::default()
-                .verify_password(password.expose().as_bytes(), &parsed)
-                .is_ok();
+            let argon2 = Argon2::new(parsed.algorithm, parsed.version, parsed.params.clone());
+            let mut output = vec![0u8; parsed.output.len()];
+            let matched = fill(&argon2, password.expose().as_bytes(), &parsed.salt, &mut output, memory).is_ok()
+                && bool::from(output.ct_eq(parsed.output.as_bytes()));
             if !(matched && known) {
                 return Ok(Verification::Mismatch);
             }
-            let current = parsed.algorithm.as_str() == "argon2id"
-                && Params::try_from(&parsed).is_ok_and(|p| {
-                    p.m_cost() == params.m_cost() && p.t_cost() == params.t_cost() && p.p_cost() == params.p_cost()
-                });
+            let current = parsed.algorithm == Algorithm::Argon2id
+                && parsed.params.m_cost() == params.m_cost()
+                && parsed.params.t_cost() == params.t_cost()
+                && parsed.params.p_cost() == params.p_cost();
             Ok(Verification::Match { needs_rehash: !current })
         })
         .await
     }
 
+    /// Runs `work` on the blocking pool once a permit is free, with that
+    /// permit's working memory.
     async fn blocking<T: Send + 'static>(
         &self,
-        work: impl FnOnce() -> Result<T, AuthError> + Send + 'static,
+        work: impl FnOnce(&mut WorkingMemory) -> Result<T, AuthError> + Send + 'static,
     ) -> Result<T, AuthError> {
         let _permit = self
             .permits
             .acquire()
             .await
             .map_err(|_| AuthError::Internal("hashing pool closed".to_string()))?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| AuthError::Internal(format!("hashing task: {e}")))?
+        // One memory per permit; fewer only after a hashing task panicked.
+        let mut memory = idle(&self.memories).pop().unwrap_or_default();
+        let (memories, blocks) = (self.memories.clone(), self.params.block_count());
+        tokio::task::spawn_blocking(move || {
+            // Allocated here on first use, off the async runtime.
+            if memory.len() < blocks {
+                memory.resize(blocks, Block::default());
+            }
+            let result = work(&mut memory);
+            idle(&memories).push(memory);
+            result
+        })
+        .await
+        .map_err(|e| AuthError::Internal(format!("hashing task: {e}")))?
+    }
+
+}
+
+/// The idle working memories. A hashing task that panicked holds none, so the
+/// list is sound even then.
+fn idle(memories: &Mutex<Vec<WorkingMemory>>) -> std::sync::MutexGuard<'_, Vec<WorkingMemory>> {
+    memories.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The parts of a stored PHC string that hashing a candidate password needs.
+struct StoredHash {
+    algorithm: Algorithm,
+    version: Version,
+    params: Params,
+    salt: Vec<u8>,
+    output: Output,
+}
+
+impl StoredHash {
+    fn parse(stored: &str) -> Option<Self> {
+        let parsed = PasswordHash::new(stored).ok()?;
+        let version = match parsed.version {
+            Some(version) => Version::try_from(version).ok()?,
+            None => Version::default(),
+        };
+        let mut salt = [0u8; 64];
+        let salt = parsed.salt?.decode_b64(&mut salt).ok()?.to_vec();
+        Some(Self {
+            algorithm: Algorithm::try_from(parsed.algorithm).ok()?,
+            version,
+            params: Params::try_from(&parsed).ok()?,
+            salt,
+            output: parsed.hash?,
+        })
+    }
+}
+
+/// Hashes into `output` in `memory`. A stored hash with a higher memory cost
+/// than configured (from before the cost was lowered) gets memory of its own,
+/// not kept.
+fn fill(argon2: &Argon2<'_>, password: &[u8], salt: &[u8], output: &mut [u8], memory: &mut WorkingMemory) -> Result<(), argon2::Error> {
+    match memory.get_mut(..argon2.params().block_count()) {
+        Some(memory) => argon2.hash_password_into_with_memory(password, salt, output, memory),
+        None => argon2.hash_password_into(password, salt, output),
     }
 }
 
@@ -157,6 +234,50 @@ mod tests {
         let old = hasher(1024).await.hash(Password::new("pw".into())).await.unwrap();
         let result = hasher(2048).await.verify(Password::new("pw".into()), Some(old)).await.unwrap();
         assert_eq!(result, Verification::Match { needs_rehash: true });
+    }
+
+    #[tokio::test]
+    async fn a_costlier_stored_hash_still_verifies_and_asks_for_a_rehash() {
+        let costly = hasher(4096).await.hash(Password::new("pw".into())).await.unwrap();
+        let cheap = hasher(1024).await;
+        let result = cheap.verify(Password::new("pw".into()), Some(costly.clone())).await.unwrap();
+        assert_eq!(result, Verification::Match { needs_rehash: true });
+        let wrong = cheap.verify(Password::new("pw!".into()), Some(costly)).await.unwrap();
+        assert_eq!(wrong, Verification::Mismatch);
+    }
+
+    #[tokio::test]
+    async fn hashes_are_the_ones_argon2s_own_hasher_makes_and_checks() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let h = hasher(1024).await;
+        let params = Params::new(1024, 1, 1, None).unwrap();
+        let theirs = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password(b"shared secret", &SaltString::generate(&mut OsRng))
+            .unwrap()
+            .to_string();
+        let ok = h.verify(Password::new("shared secret".into()), Some(theirs.clone())).await.unwrap();
+        assert_eq!(ok, Verification::Match { needs_rehash: false });
+        let bad = h.verify(Password::new("shared secreT".into()), Some(theirs)).await.unwrap();
+        assert_eq!(bad, Verification::Mismatch);
+
+        let ours = h.hash(Password::new("shared secret".into())).await.unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(Argon2::default().verify_password(b"shared secret", &parsed).is_ok());
+        assert!(Argon2::default().verify_password(b"shared secreT", &parsed).is_err());
+    }
+
+    #[tokio::test]
+    async fn hashes_running_at_once_do_not_mix_their_memory() {
+        let h = hasher(1024).await;
+        let hashes = futures_util::future::join_all(
+            (0..8).map(|i| h.hash(Password::new(format!("password {i}")))),
+        )
+        .await;
+        for (i, hash) in hashes.into_iter().enumerate() {
+            let hash = hash.unwrap();
+            let ok = h.verify(Password::new(format!("password {i}")), Some(hash)).await.unwrap();
+            assert_eq!(ok, Verification::Match { needs_rehash: false }, "password {i}");
+        }
     }
 
     #[test]
