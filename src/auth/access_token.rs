@@ -3,12 +3,12 @@
 //! ring); nothing in a token's header chooses how it is checked.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::Hash;
 use std::sync::{Arc, RwLock};
 
 use jsonwebtoken::{Algorithm, Header, Validation};
 use sha2::{Digest, Sha256};
 
+use super::cache::{forget_expired_in, insert_bounded};
 use super::keys::{KeyRing, SigningKey};
 use super::AuthError;
 use crate::protocol::AccessClaims;
@@ -18,9 +18,6 @@ pub const TOKEN_TYPE: &str = "at+jwt";
 pub const MAX_TOKEN_LEN: usize = 4096;
 /// How far in the future `iat` or `nbf` may be (clocks of instances differ a little).
 const CLOCK_SKEW: i64 = 30;
-/// Entries each token cache (verified tokens, page tokens) holds at most; a full
-/// cache first drops expired entries, then all.
-const CACHE_ENTRIES: usize = 50_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -248,23 +245,4 @@ impl AccessTokens {
         }
         Ok(claims)
     }
-}
-
-/// Inserts into a token cache, keeping it at most [`CACHE_ENTRIES`]: a full
-/// cache first drops the entries that have expired, then everything.
-fn insert_bounded<K: Eq + Hash, V>(cache: &mut HashMap<K, V>, key: K, value: V, expired: impl Fn(&V) -> bool) {
-    if cache.len() >= CACHE_ENTRIES {
-        cache.retain(|_, v| !expired(v));
-        if cache.len() >= CACHE_ENTRIES {
-            cache.clear();
-        }
-    }
-    cache.insert(key, value);
-}
-
-/// Drops a token cache's expired entries, and the room beyond twice what is left.
-fn forget_expired_in<K: Eq + Hash, V>(cache: &mut HashMap<K, V>, expired: impl Fn(&V) -> bool) {
-    cache.retain(|_, v| !expired(v));
-    let kept = cache.len();
-    cache.shrink_to(kept.saturating_mul(2));
 }

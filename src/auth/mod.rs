@@ -10,11 +10,13 @@
 //!   [`access_token`], revocation in [`revocation`]).
 
 pub mod access_token;
+mod cache;
 pub mod clock;
 mod ed25519;
 pub mod events;
 pub mod keys;
 pub mod limits;
+mod page_lookups;
 pub mod password;
 pub mod refresh_token;
 pub mod revocation;
@@ -26,6 +28,7 @@ use clock::SharedClock;
 use events::{EventBus, LiveUpdate, SessionEvent};
 use keys::{Jwks, KeyRing};
 use limits::Limits;
+use page_lookups::PageLookups;
 use password::{Password, PasswordHasher, Verification};
 use refresh_token::RefreshToken;
 use revocation::RevokedSessions;
@@ -155,6 +158,7 @@ pub struct Auth {
     settings: Settings,
     passwords: PasswordHasher,
     tokens: AccessTokens,
+    page_lookups: PageLookups,
     revoked: RevokedSessions,
     limits: Limits,
     events: EventBus,
@@ -174,6 +178,7 @@ impl Auth {
         .await?;
         let keys = Arc::new(KeyRing::load(store.clone(), settings.access_ttl, now).await?);
         let tokens = AccessTokens::new(keys, settings.issuer.clone(), settings.audience.clone(), settings.access_ttl);
+        let page_lookups = PageLookups::new(settings.refresh_grace);
         let auth = Self {
             limits: Limits::new(&settings),
             store,
@@ -181,6 +186,7 @@ impl Auth {
             settings,
             passwords,
             tokens,
+            page_lookups,
             revoked: RevokedSessions::default(),
             events: EventBus::default(),
         };
@@ -243,6 +249,7 @@ impl Auth {
         let now = self.now();
         self.revoked.prune(now);
         self.tokens.forget_expired(now);
+        self.page_lookups.forget_expired(now);
         self.limits.forget_idle();
         self.load_revocations(now).await?;
         self.tokens.keys().reload(now).await
@@ -451,19 +458,29 @@ impl Auth {
     /// Who the refresh cookie belongs to, for rendering a page: the session is
     /// looked up but not rotated (a page load must not race the tabs' refreshes),
     /// and an access token is handed over for it (minted, or the session's
-    /// previous page token while it has half its lifetime left).
+    /// previous page token while it has half its lifetime left). A lookup of
+    /// the last second answers again (see `page_lookups`); revocation is
+    /// checked on every load.
     pub async fn page_session(&self, cookie: Option<&str>) -> Result<Option<PageSession>, AuthError> {
         let Some(token) = cookie.and_then(RefreshToken::parse) else {
             return Ok(None);
         };
         let now = self.now();
-        let session = self
-            .store
-            .session_for_page(&token.hash(), now, self.settings.refresh_grace)
-            .await?;
-        let Some(session) = session.filter(|s| !self.revoked.contains(&s.id)) else {
-            return Ok(None);
+        let hash = token.hash();
+        let session = match self.page_lookups.get(&hash, now) {
+            Some(session) => session,
+            None => {
+                let grace = self.settings.refresh_grace;
+                let Some(found) = self.store.session_for_page(&hash, now, grace).await? else {
+                    return Ok(None);
+                };
+                self.page_lookups.remember(&hash, &found, now);
+                found.session
+            }
         };
+        if self.revoked.contains(&session.id) {
+            return Ok(None);
+        }
         let access = self
             .tokens
             .issue_for_page(&session.user_id, &session.username, &session.role, &session.id, now)?;

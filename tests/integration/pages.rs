@@ -12,6 +12,7 @@ both_backends!(
     protected_pages_redirect_visitors_without_a_session,
     protected_pages_render_for_the_session_with_a_minted_token,
     page_loads_of_a_session_share_a_token_while_half_its_lifetime_is_left,
+    a_page_load_right_after_another_sees_revocations_and_rotations,
     guest_pages_send_a_session_on_to_a_safe_next,
     admin_page_is_forbidden_to_users,
     forms_log_in_and_out_without_javascript,
@@ -157,6 +158,32 @@ async fn page_loads_of_a_session_share_a_token_while_half_its_lifetime_is_left(b
 
     // A signed-out session gets no token at all, reused or new.
     log_out(&server, &alice.cookie).await;
+    server.finish().await;
+}
+
+/// Page loads in the same second share one lookup of the session; what
+/// happened to it in between still shows on the next load.
+async fn a_page_load_right_after_another_sees_revocations_and_rotations(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice").await;
+    let phone = server.login_ok("alice").await;
+    assert_eq!(get_page(&server, "/", Some(&alice.cookie)).await.status(), StatusCode::OK);
+    let out = server.post_bearer("/auth/logout-all", &phone.access, None).await;
+    assert_eq!(out.status(), StatusCode::NO_CONTENT);
+    let after = get_page(&server, "/", Some(&alice.cookie)).await;
+    assert_eq!(after.status(), StatusCode::FOUND, "revoked a moment after a page load");
+    assert_eq!(location(&after), "/login");
+
+    // A token rotated after a page load counts for pages for the grace window only.
+    let bob = server.register("bob").await;
+    assert_eq!(get_page(&server, "/", Some(&bob.cookie)).await.status(), StatusCode::OK);
+    let refreshed = server.refresh(&bob.cookie).await;
+    assert_eq!(refreshed.status(), StatusCode::OK);
+    let rotated = Session::from_response(refreshed).await;
+    assert_eq!(get_page(&server, "/", Some(&bob.cookie)).await.status(), StatusCode::OK);
+    server.clock.advance(server.settings.refresh_grace + 1);
+    assert_eq!(get_page(&server, "/", Some(&bob.cookie)).await.status(), StatusCode::FOUND);
+    assert_eq!(get_page(&server, "/", Some(&rotated.cookie)).await.status(), StatusCode::OK);
     server.finish().await;
 }
 
