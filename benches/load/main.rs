@@ -142,6 +142,27 @@ async fn run() {
         "req/s",
     );
 
+    // The same page where every load reads the session from the database: a
+    // grace window of 0 leaves the guard's lookups uncached (see
+    // `auth::page_lookups`). What a session's first page load costs.
+    let uncached = start(Settings {
+        refresh_grace: 0,
+        ..bench_settings(format!("sqlite://{}/uncached.db", dir.display()))
+    })
+    .await;
+    let (_, uncached_refresh) = session(&uncached.auth, "bench").await;
+    let cookie = Load::get(&[&format!("Cookie: gatehouse_refresh={uncached_refresh}")]);
+    let page = in_turns(&uncached.base, ("/", &cookie), ("/register", &Load::get(&[])));
+    report.compared(
+        Figure::aside(
+            "GET /, every load reading its session (lookups not kept)",
+            page,
+            "GET /register (server-rendered public page)",
+        ),
+        "req/s",
+    );
+    uncached.auth.store().close().await;
+
     // Login against the argon2 bound, the bound measured between login turns.
     let login_body = serde_json::json!({"username": "bench", "password": PASSWORD}).to_string();
     let login = Load::post_json(&login_body);

@@ -14,7 +14,7 @@ pub struct Figure {
     what: String,
     turns: Turns,
     baseline_what: String,
-    goal: f64,
+    goal: Option<f64>,
 }
 
 impl Figure {
@@ -23,7 +23,15 @@ impl Figure {
             what: what.into(),
             turns,
             baseline_what: baseline_what.into(),
-            goal,
+            goal: Some(goal),
+        }
+    }
+
+    /// A figure shown beside one with a goal, for what it explains.
+    pub fn aside(what: &str, turns: Turns, baseline_what: &str) -> Self {
+        Self {
+            goal: None,
+            ..Self::new(what, turns, baseline_what, 0.0)
         }
     }
 }
@@ -70,13 +78,12 @@ impl Report {
         let r = f.turns.ratio();
         let (low, high) = f.turns.spread();
         self.rows.push(format!(
-            "| {} | {:.0} req/s | {} | {:.0} {unit} | {r:.2} | {low:.2}–{high:.2} | ≥ {} ({}) |",
+            "| {} | {:.0} req/s | {} | {:.0} {unit} | {r:.2} | {low:.2}–{high:.2} | {} |",
             f.what,
             figure.requests_per_second,
             f.baseline_what,
             baseline.requests_per_second,
-            f.goal,
-            verdict(r, f.goal)
+            f.goal.map_or_else(|| "none: shown for comparison".to_string(), |goal| format!("≥ {goal} ({})", verdict(r, goal)))
         ));
         self.latency(&f.what, &figure);
         if baseline.requests > 0 {
