@@ -19,6 +19,7 @@ pub struct AuditRecord {
 
 impl Store {
     pub async fn record_audit(&self, event: &AuditRecord) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "INSERT INTO audit_events (id, at, kind, user_id, username, session_id, ip, user_agent, detail)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",

@@ -205,10 +205,7 @@ impl Store {
     /// As [`Store::begin_write`], on `held` if given (a connection the caller
     /// has just read with) instead of one acquired from the pool.
     pub(crate) async fn begin_write_on(&self, held: Option<PoolConnection<Any>>) -> Result<WriteTransaction, StoreError> {
-        let turn = match &self.write_turn {
-            Some(turn) => Some(turn.clone().lock_owned().await),
-            None => None,
-        };
+        let turn = self.write_turn().await;
         // sqlx 0.8 leaves the connection inside its transaction when `begin`
         // is cancelled between sending BEGIN and returning (a client hanging up
         // mid-request): on SQLite that connection then keeps the write lock.
@@ -229,6 +226,17 @@ impl Store {
             tx: begun.map_err(StoreError::Unavailable)?,
             _turn: turn,
         })
+    }
+
+    /// This instance's turn to write on SQLite (see `begin_write`), taken by
+    /// a single write outside a transaction too: without it, that write would
+    /// meet the lock in SQLite's busy handler, and a transaction holding the
+    /// turn could sleep there behind it.
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.write_turn {
+            Some(turn) => Some(turn.clone().lock_owned().await),
+            None => None,
+        }
     }
 
     /// A pooled connection for a read that a write on the same connection will

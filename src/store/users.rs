@@ -31,6 +31,7 @@ const COLUMNS: &str = "id, username, role, password_hash, created_at";
 impl Store {
     /// Adds a user; `StoreError::Conflict` if the name (case-folded) is taken.
     pub async fn create_user(&self, user: &UserRecord, username_key: &str) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         let result = sqlx::query(
             "INSERT INTO users (id, username, username_key, password_hash, role, created_at, password_changed_at)
              VALUES ($1, $2, $3, $4, $5, $6, $6)",
@@ -65,6 +66,7 @@ impl Store {
     /// Replaces a hash with the same password under newer parameters, unless the
     /// password changed meanwhile.
     pub async fn upgrade_password_hash(&self, user_id: &str, old: &str, new: &str) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
             .bind(new)
             .bind(user_id)
@@ -75,6 +77,7 @@ impl Store {
     }
 
     pub async fn set_role(&self, user_id: &str, role: &str) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
             .bind(role)
             .bind(user_id)
