@@ -209,6 +209,10 @@ mod tests {
         PasswordHasher::new(m, 1, 1, 2).await.unwrap()
     }
 
+    async fn check(h: &PasswordHasher, password: &str, stored: &str) -> Verification {
+        h.verify(Password::new(password.into()), Some(stored.into())).await.unwrap()
+    }
+
     #[tokio::test]
     async fn hashes_verify_and_differ() {
         let h = hasher(1024).await;
@@ -216,9 +220,9 @@ mod tests {
         let b = h.hash(Password::new("s3cret pass".into())).await.unwrap();
         assert_ne!(a, b, "salted");
         assert!(a.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"), "{a}");
-        let ok = h.verify(Password::new("s3cret pass".into()), Some(a.clone())).await.unwrap();
+        let ok = check(&h, "s3cret pass", &a).await;
         assert_eq!(ok, Verification::Match { needs_rehash: false });
-        let bad = h.verify(Password::new("wrong".into()), Some(a)).await.unwrap();
+        let bad = check(&h, "wrong", &a).await;
         assert_eq!(bad, Verification::Mismatch);
     }
 
@@ -232,7 +236,7 @@ mod tests {
     #[tokio::test]
     async fn old_parameters_ask_for_a_rehash() {
         let old = hasher(1024).await.hash(Password::new("pw".into())).await.unwrap();
-        let result = hasher(2048).await.verify(Password::new("pw".into()), Some(old)).await.unwrap();
+        let result = check(&hasher(2048).await, "pw", &old).await;
         assert_eq!(result, Verification::Match { needs_rehash: true });
     }
 
@@ -240,9 +244,9 @@ mod tests {
     async fn a_costlier_stored_hash_still_verifies_and_asks_for_a_rehash() {
         let costly = hasher(4096).await.hash(Password::new("pw".into())).await.unwrap();
         let cheap = hasher(1024).await;
-        let result = cheap.verify(Password::new("pw".into()), Some(costly.clone())).await.unwrap();
+        let result = check(&cheap, "pw", &costly).await;
         assert_eq!(result, Verification::Match { needs_rehash: true });
-        let wrong = cheap.verify(Password::new("pw!".into()), Some(costly)).await.unwrap();
+        let wrong = check(&cheap, "pw!", &costly).await;
         assert_eq!(wrong, Verification::Mismatch);
     }
 
@@ -255,9 +259,9 @@ mod tests {
             .hash_password(b"shared secret", &SaltString::generate(&mut OsRng))
             .unwrap()
             .to_string();
-        let ok = h.verify(Password::new("shared secret".into()), Some(theirs.clone())).await.unwrap();
+        let ok = check(&h, "shared secret", &theirs).await;
         assert_eq!(ok, Verification::Match { needs_rehash: false });
-        let bad = h.verify(Password::new("shared secreT".into()), Some(theirs)).await.unwrap();
+        let bad = check(&h, "shared secreT", &theirs).await;
         assert_eq!(bad, Verification::Mismatch);
 
         let ours = h.hash(Password::new("shared secret".into())).await.unwrap();
@@ -275,7 +279,7 @@ mod tests {
         .await;
         for (i, hash) in hashes.into_iter().enumerate() {
             let hash = hash.unwrap();
-            let ok = h.verify(Password::new(format!("password {i}")), Some(hash)).await.unwrap();
+            let ok = check(&h, &format!("password {i}"), &hash).await;
             assert_eq!(ok, Verification::Match { needs_rehash: false }, "password {i}");
         }
     }
