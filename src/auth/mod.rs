@@ -458,16 +458,28 @@ impl Auth {
     /// Who the refresh cookie belongs to, for rendering a page: the session is
     /// looked up but not rotated (a page load must not race the tabs' refreshes),
     /// and an access token is handed over for it (minted, or the session's
-    /// previous page token while it has half its lifetime left). A lookup of
-    /// the last second answers again (see `page_lookups`); revocation is
+    /// previous page token while it has half its lifetime left). A lookup made
+    /// in the same second answers again (see `page_lookups`); revocation is
     /// checked on every load.
     pub async fn page_session(&self, cookie: Option<&str>) -> Result<Option<PageSession>, AuthError> {
+        self.cookie_session(cookie, true).await
+    }
+
+    /// As [`Auth::page_session`], for a form post that acts for the session:
+    /// always read from the database, so a session revoked a moment ago on
+    /// another instance cannot act before the notice arrives.
+    pub async fn form_session(&self, cookie: Option<&str>) -> Result<Option<PageSession>, AuthError> {
+        self.cookie_session(cookie, false).await
+    }
+
+    async fn cookie_session(&self, cookie: Option<&str>, recent_lookup: bool) -> Result<Option<PageSession>, AuthError> {
         let Some(token) = cookie.and_then(RefreshToken::parse) else {
             return Ok(None);
         };
         let now = self.now();
         let hash = token.hash();
-        let session = match self.page_lookups.get(&hash, now) {
+        let recent = recent_lookup.then(|| self.page_lookups.get(&hash, now)).flatten();
+        let session = match recent {
             Some(session) => session,
             None => {
                 let grace = self.settings.refresh_grace;

@@ -116,6 +116,7 @@ impl PasswordHasher {
                 return Ok(Verification::Mismatch);
             }
             let current = parsed.algorithm == Algorithm::Argon2id
+                && parsed.version == Version::V0x13
                 && parsed.params.m_cost() == params.m_cost()
                 && parsed.params.t_cost() == params.t_cost()
                 && parsed.params.p_cost() == params.p_cost();
@@ -130,9 +131,12 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce(&mut WorkingMemory) -> Result<T, AuthError> + Send + 'static,
     ) -> Result<T, AuthError> {
-        let _permit = self
+        // The task holds the permit, not the caller: a request cancelled
+        // mid-hash (a client hanging up) must not let another hash start.
+        let permit = self
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| AuthError::Internal("hashing pool closed".to_string()))?;
         // One memory per permit; fewer only after a hashing task panicked.
@@ -145,6 +149,7 @@ impl PasswordHasher {
             }
             let result = work(&mut memory);
             idle(&memories).push(memory);
+            drop(permit);
             result
         })
         .await
@@ -190,11 +195,20 @@ impl StoredHash {
 /// Hashes into `output` in `memory`. A stored hash with a higher memory cost
 /// than configured (from before the cost was lowered) gets memory of its own,
 /// not kept.
+///
+/// After a single pass, the first blocks of each lane are cheap functions of
+/// the password (no memory-hard work between): kept memory is cleared then.
+/// After two or more passes every block depends on the whole first pass.
 fn fill(argon2: &Argon2<'_>, password: &[u8], salt: &[u8], output: &mut [u8], memory: &mut WorkingMemory) -> Result<(), argon2::Error> {
-    match memory.get_mut(..argon2.params().block_count()) {
-        Some(memory) => argon2.hash_password_into_with_memory(password, salt, output, memory),
-        None => argon2.hash_password_into(password, salt, output),
+    let params = argon2.params();
+    let Some(memory) = memory.get_mut(..params.block_count()) else {
+        return argon2.hash_password_into(password, salt, output);
+    };
+    let result = argon2.hash_password_into_with_memory(password, salt, output, &mut *memory);
+    if params.t_cost() < 2 {
+        memory.fill(Block::default());
     }
+    result
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -282,6 +296,19 @@ mod tests {
             let ok = check(&h, &format!("password {i}"), &hash).await;
             assert_eq!(ok, Verification::Match { needs_rehash: false }, "password {i}");
         }
+    }
+
+    #[tokio::test]
+    async fn cancelled_hashes_hold_their_permit_to_the_end() {
+        let h = PasswordHasher::new(8192, 2, 1, 1).await.unwrap();
+        for _ in 0..5 {
+            let hash = h.hash(Password::new("pw".into()));
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(1), hash).await;
+        }
+        h.hash(Password::new("pw".into())).await.unwrap();
+        // Had a cancelled hash let the next start, each would have brought a memory of its own.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(idle(&h.memories).len(), 1);
     }
 
     #[test]

@@ -156,7 +156,7 @@ async fn session_form<T: DeserializeOwned>(
 
 /// The claims of the session behind the refresh cookie, if it is live.
 async fn cookie_claims(state: &AppState, cookie: Option<&str>) -> Option<AccessClaims> {
-    match state.auth.page_session(cookie).await {
+    match state.auth.form_session(cookie).await {
         Ok(session) => session.map(|s| s.claims),
         Err(err) => {
             tracing::warn!(error = %err, "form could not look up its session");

@@ -184,6 +184,17 @@ async fn a_page_load_right_after_another_sees_revocations_and_rotations(backend:
     server.clock.advance(server.settings.refresh_grace + 1);
     assert_eq!(get_page(&server, "/", Some(&bob.cookie)).await.status(), StatusCode::FOUND);
     assert_eq!(get_page(&server, "/", Some(&rotated.cookie)).await.status(), StatusCode::OK);
+
+    // A form posted to another instance that showed the page a moment ago
+    // cannot act for a session revoked since, even before that instance hears of it.
+    let carol = server.register("carol").await;
+    let other = server.sibling(|_| {}).await;
+    assert_eq!(get_page(&other, "/sessions", Some(&carol.cookie)).await.status(), StatusCode::OK);
+    let out = server.post_bearer("/auth/logout-all", &carol.access, None).await;
+    assert_eq!(out.status(), StatusCode::NO_CONTENT);
+    let acted = post_form(&other, "/sessions/revoke", &[("session_id", &carol.sid())], Some(&carol.cookie)).await;
+    assert_eq!(location(&acted), "/login?next=%2Fsessions");
+    other.stop();
     server.finish().await;
 }
 
