@@ -202,7 +202,12 @@ impl Api {
     pub fn new(base: String) -> Self {
         Self {
             base,
-            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
+            // A server that never answers fails the test instead of hanging the suite.
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(std::time::Duration::from_secs(30))
+                .build()
+                .expect("client"),
         }
     }
 
