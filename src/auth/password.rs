@@ -155,7 +155,6 @@ impl PasswordHasher {
         .await
         .map_err(|e| AuthError::Internal(format!("hashing task: {e}")))?
     }
-
 }
 
 /// The idle working memories. A hashing task that panicked holds none, so the

@@ -239,8 +239,8 @@ impl Store {
         }
     }
 
-    /// A pooled connection for a read that a write on the same connection will
-    /// follow (see `rotate_refresh_token`).
+    /// A connection from the pool, for reads that take one of their own
+    /// (`rotate_refresh_token` goes on to write on it).
     pub(crate) async fn acquire(&self) -> Result<PoolConnection<Any>, StoreError> {
         Ok(self.pool.acquire().await?)
     }
