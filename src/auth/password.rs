@@ -72,7 +72,7 @@ impl PasswordHasher {
         };
         let mut random = [0u8; 16];
         rand_core::RngCore::fill_bytes(&mut OsRng, &mut random);
-        hasher.dummy_hash = hasher.hash(Password::new(hex(&random))).await?.into();
+        hasher.dummy_hash = hasher.hash(Password::new(hex::encode(random))).await?.into();
         Ok(hasher)
     }
 
@@ -208,10 +208,6 @@ fn fill(argon2: &Argon2<'_>, password: &[u8], salt: &[u8], output: &mut [u8], me
         memory.fill(Block::default());
     }
     result
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ impl RefreshToken {
     /// What the database keeps: SHA-256, hex. The token has 256 bits of entropy,
     /// so a fast hash is enough; lookups by hash need no constant-time compare.
     pub fn hash(&self) -> String {
-        hex(&Sha256::new_with_prefix(b"gatehouse/refresh-token/v1\0").chain_update(&self.0).finalize())
+        hex::encode(Sha256::new_with_prefix(b"gatehouse/refresh-token/v1\0").chain_update(&self.0).finalize())
     }
 
     /// Seals `successor` so that only the holder of `self` can recover it: the
@@ -43,11 +43,11 @@ impl RefreshToken {
     pub fn seal(&self, successor: &RefreshToken) -> String {
         let pad = self.pad();
         let plain = successor.0.as_bytes();
-        hex(&plain.iter().zip(pad.iter().cycle()).map(|(a, b)| a ^ b).collect::<Vec<_>>())
+        hex::encode(plain.iter().zip(pad.iter().cycle()).map(|(a, b)| a ^ b).collect::<Vec<_>>())
     }
 
     pub fn unseal(&self, sealed: &str) -> Option<RefreshToken> {
-        let bytes = unhex(sealed)?;
+        let bytes = hex::decode(sealed).ok()?;
         let pad = self.pad();
         let plain: Vec<u8> = bytes.iter().zip(pad.iter().cycle()).map(|(a, b)| a ^ b).collect();
         RefreshToken::parse(std::str::from_utf8(&plain).ok()?)
@@ -67,20 +67,6 @@ impl std::fmt::Debug for RefreshToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("RefreshToken(<redacted>)")
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| text.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
-        .collect()
 }
 
 #[cfg(test)]
