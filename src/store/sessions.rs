@@ -1,8 +1,12 @@
 //! Sessions and their refresh tokens, including the atomic rotation
 //! ([`Store::rotate_refresh_token`]) that decides between a fresh rotation, a
 //! replay inside the grace window and theft.
+//!
+//! A session's last use and idle expiry are those of its newest token: a
+//! rotation writes the claimed token and its successor, never the session.
 
-use sqlx::any::AnyRow;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, Row, Transaction};
 
 use super::{Backend, Store, StoreError};
@@ -50,8 +54,24 @@ impl SessionRecord {
     }
 }
 
-const SESSION_COLUMNS: &str = "s.id, s.user_id, u.username, u.role, s.created_at, s.last_used_at, \
-     s.idle_expires_at, s.expires_at, s.revoked_at, s.user_agent, s.ip";
+/// A session's own columns and its user's (`s`, `u`), then its last use and
+/// idle expiry from a token row `c` (see [`NEWEST_TOKEN`], [`BY_TOKEN`]).
+const SESSION_COLUMNS: &str = "s.id, s.user_id, u.username, u.role, s.created_at, s.expires_at, s.revoked_at, \
+     s.user_agent, s.ip, c.issued_at AS last_used_at, c.idle_expires_at";
+
+/// Sessions `s` with their users `u` and their newest tokens `c`. Tokens of one
+/// session issued in the same second share their idle expiry, so any of its
+/// newest will do.
+const NEWEST_TOKEN: &str = "FROM sessions s JOIN users u ON u.id = s.user_id
+     JOIN refresh_tokens c ON c.hash = (SELECT hash FROM refresh_tokens
+         WHERE session_id = s.id ORDER BY issued_at DESC LIMIT 1)";
+
+/// A presented token `t` with its session `s`, user `u` and as `c` its
+/// successor if it has one, else itself: the session's newest token while `t`
+/// or its successor is current, which is all a rotation or a page load accepts
+/// without a closer look.
+const BY_TOKEN: &str = "FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
+     JOIN refresh_tokens c ON c.hash = COALESCE(t.successor_hash, t.hash)";
 
 /// A session about to be created, with its first refresh token's hash.
 #[derive(Debug, Clone)]
@@ -118,22 +138,22 @@ impl Store {
     pub async fn create_session(&self, new: &NewSession) -> Result<SessionRecord, StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO sessions (id, user_id, created_at, last_used_at, idle_expires_at, expires_at, user_agent, ip)
-             VALUES ($1, $2, $3, $3, $4, $5, $6, $7)",
+            "INSERT INTO sessions (id, user_id, created_at, expires_at, user_agent, ip)
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&new.id)
         .bind(&new.user_id)
         .bind(new.now)
-        .bind(new.now + new.idle_ttl)
         .bind(new.now + new.max_age)
         .bind(&new.user_agent)
         .bind(&new.ip)
         .execute(&mut **tx)
         .await?;
-        sqlx::query("INSERT INTO refresh_tokens (hash, session_id, issued_at) VALUES ($1, $2, $3)")
+        sqlx::query(INSERT_TOKEN)
             .bind(&new.token_hash)
             .bind(&new.id)
             .bind(new.now)
+            .bind(new.now + new.idle_ttl)
             .execute(&mut **tx)
             .await?;
         let session = session_in(&mut tx, &new.id).await?.ok_or(StoreError::Missing)?;
@@ -146,16 +166,19 @@ impl Store {
     /// current, recognises a replay inside `grace` seconds, or revokes the
     /// session when an old token comes back.
     ///
-    /// The token and its session are read before the write transaction, so
-    /// the write lock (all of SQLite's writers share one) is held only for the
-    /// writes. What may change in between is settled inside it: only the first
-    /// presenter of a current token claims it, and the session is extended
-    /// only while still live, else nothing is written.
+    /// The token and its session are read first, so that a refusal writes
+    /// nothing and the write lock (all of SQLite's writers share one) is held
+    /// only for the writes. The claim then settles what may have changed in
+    /// between: only the first presenter of a current token wins it, and only
+    /// while its session is live. Anything but a won claim is decided in a
+    /// transaction of its own ([`decide_unclaimed`]).
     ///
-    /// On PostgreSQL the read and the writes share one connection: each
-    /// acquire and release of a pooled connection costs a round trip (sqlx
-    /// pings). On SQLite the connection goes back before queueing for the
-    /// write turn, so queued writers never hold the connections readers need.
+    /// On PostgreSQL the claim and the successor are one statement, its own
+    /// transaction, on the connection the read used: sqlx pings a pooled
+    /// connection on every acquire and release, and each statement is a round
+    /// trip. SQLite, which has no writing CTEs, takes a transaction of the two;
+    /// its read connection goes back first, so queued writers never hold the
+    /// connections readers need.
     pub async fn rotate_refresh_token(
         &self,
         hash: &str,
@@ -164,23 +187,56 @@ impl Store {
         admit: impl FnOnce(&SessionRecord) -> bool,
     ) -> Result<Rotation, StoreError> {
         let mut conn = self.acquire().await?;
-        let Some(session) = session_by_token_in(&mut conn, hash).await? else {
+        let Some(presented) = presented_in(&mut conn, hash).await? else {
             return Ok(Rotation::Unknown);
         };
-        if !admit(&session) {
-            return Ok(Rotation::Refused(session));
+        if !admit(&presented.session) {
+            return Ok(Rotation::Refused(presented.session));
         }
-        if !session.is_live(rules.now) {
+        let session = presented.session;
+        // Only a current token can be claimed; a rotated one is decided below,
+        // where its session's idle expiry is known for certain.
+        let current = presented.token_rotated_at.is_none();
+        let ended = if current {
+            !session.is_live(rules.now)
+        } else {
+            session.revoked_at.is_some() || rules.now >= session.expires_at
+        };
+        if ended {
             return Ok(Rotation::Ended(session));
         }
-        let held = (self.backend() == Backend::Postgres).then_some(conn);
-        let mut tx = self.begin_write_on(held).await?;
-        let outcome = rotate_in(&mut tx, hash, successor, rules, session).await?;
-        if let Rotation::Ended(_) = outcome {
-            tx.rollback().await?;
-        } else {
-            tx.commit().await?;
-        }
+        let claim = Claim {
+            presented: hash,
+            successor,
+            now: rules.now,
+            idle_expires_at: rules.now + rules.idle_ttl,
+        };
+        let rotated = |session: SessionRecord| {
+            Rotation::Rotated(SessionRecord {
+                last_used_at: claim.now,
+                idle_expires_at: claim.idle_expires_at,
+                ..session
+            })
+        };
+        let mut tx = match self.backend() {
+            Backend::Postgres => {
+                if current && claim.in_one_statement(&mut conn).await? {
+                    return Ok(rotated(session));
+                }
+                self.begin_write_on(Some(conn)).await?
+            }
+            Backend::Sqlite => {
+                drop(conn);
+                let mut tx = self.begin_write().await?;
+                if current && claim.in_transaction(&mut tx, &session.id).await? {
+                    tx.commit().await?;
+                    return Ok(rotated(session));
+                }
+                tx
+            }
+        };
+        let outcome = decide_unclaimed(&mut tx, hash, rules, session).await?;
+        tx.commit().await?;
         Ok(outcome)
     }
 
@@ -188,31 +244,24 @@ impl Store {
     /// page load uses to know who is asking. A token rotated less than `grace`
     /// seconds ago still counts (another tab may have just refreshed).
     pub async fn session_for_page(&self, hash: &str, now: i64, grace: i64) -> Result<Option<PageLookup>, StoreError> {
-        let sql = format!(
-            "SELECT {SESSION_COLUMNS}, t.rotated_at AS token_rotated_at FROM refresh_tokens t
-             JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
-             WHERE t.hash = $1 AND (t.rotated_at IS NULL OR t.rotated_at >= $2)"
-        );
-        let row = sqlx::query(&sql).bind(hash).bind(now - grace).fetch_optional(&self.pool).await?;
-        let Some(row) = row else {
+        let Some(found) = presented_in(&mut *self.acquire().await?, hash).await? else {
             return Ok(None);
         };
-        let found = PageLookup {
-            session: SessionRecord::from_row(&row)?,
-            token_rotated_at: row.try_get("token_rotated_at")?,
-        };
-        Ok(found.session.is_live(now).then_some(found))
+        let counts = found.token_rotated_at.is_none_or(|at| at >= now - grace) && found.session.is_live(now);
+        Ok(counts.then_some(PageLookup {
+            session: found.session,
+            token_rotated_at: found.token_rotated_at,
+        }))
     }
 
     /// The session a refresh token (current or not) belongs to.
     pub async fn session_by_token(&self, hash: &str) -> Result<Option<SessionRecord>, StoreError> {
-        session_by_token_in(&mut *self.acquire().await?, hash).await
+        let found = presented_in(&mut *self.acquire().await?, hash).await?;
+        Ok(found.map(|found| found.session))
     }
 
     pub async fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
-        let sql = format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1"
-        );
+        let sql = format!("SELECT {SESSION_COLUMNS} {NEWEST_TOKEN} WHERE s.id = $1");
         let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
         Ok(row.as_ref().map(SessionRecord::from_row).transpose()?)
     }
@@ -220,14 +269,13 @@ impl Store {
     /// A user's live sessions, most recently used first.
     pub async fn live_sessions(&self, user_id: &str, now: i64) -> Result<Vec<SessionRecord>, StoreError> {
         let sql = format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.user_id = $1 AND s.revoked_at IS NULL AND s.idle_expires_at > $2 AND s.expires_at > $2
-             ORDER BY s.last_used_at DESC, s.id"
+            "SELECT {SESSION_COLUMNS} {NEWEST_TOKEN}
+             WHERE s.user_id = $1 AND s.revoked_at IS NULL AND c.idle_expires_at > $2 AND s.expires_at > $2
+             ORDER BY c.issued_at DESC, s.id"
         );
         let rows = sqlx::query(&sql).bind(user_id).bind(now).fetch_all(&self.pool).await?;
         Ok(rows.iter().map(SessionRecord::from_row).collect::<Result<_, _>>()?)
     }
-
     /// Revokes one session; true if it was live until now.
     pub async fn revoke_session(&self, id: &str, reason: &str, now: i64) -> Result<bool, StoreError> {
         let _turn = self.write_turn().await;
@@ -316,93 +364,124 @@ async fn revoke_user_sessions_in(
     Ok(ids)
 }
 
-async fn session_by_token_in(conn: &mut AnyConnection, hash: &str) -> Result<Option<SessionRecord>, StoreError> {
-    let sql = format!(
-        "SELECT {SESSION_COLUMNS} FROM refresh_tokens t
-         JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
-         WHERE t.hash = $1"
-    );
-    let row = sqlx::query(&sql).bind(hash).fetch_optional(conn).await?;
-    Ok(row.as_ref().map(SessionRecord::from_row).transpose()?)
+/// A refresh token row; `$4` is its idle expiry.
+const INSERT_TOKEN: &str =
+    "INSERT INTO refresh_tokens (hash, session_id, issued_at, idle_expires_at) VALUES ($1, $2, $3, $4)";
+
+/// Marks token `$4` rotated at `$1` into `$2` (sealed: `$3`) if it is current,
+/// not idle past `$1`, and its session is neither revoked nor expired. Only
+/// the first presenter of a current token wins it.
+const CLAIM: &str = "UPDATE refresh_tokens SET rotated_at = $1, successor_hash = $2, successor_sealed = $3
+     WHERE hash = $4 AND rotated_at IS NULL AND idle_expires_at > $1
+       AND EXISTS (SELECT 1 FROM sessions s
+                   WHERE s.id = refresh_tokens.session_id AND s.revoked_at IS NULL AND s.expires_at > $1)";
+
+/// A rotation's writes: the presented token claimed, its successor stored.
+struct Claim<'a> {
+    presented: &'a str,
+    successor: &'a Successor,
+    now: i64,
+    idle_expires_at: i64,
+}
+
+impl Claim<'_> {
+    /// `sql` with [`CLAIM`]'s parameters bound.
+    fn bound<'q>(&'q self, sql: &'q str) -> Query<'q, Any, AnyArguments<'q>> {
+        sqlx::query(sql)
+            .bind(self.now)
+            .bind(self.successor.hash.as_str())
+            .bind(self.successor.sealed.as_str())
+            .bind(self.presented)
+    }
+
+    /// PostgreSQL: the claim and the successor in one statement, so one round
+    /// trip and its own transaction; true if the claim was won.
+    async fn in_one_statement(&self, conn: &mut AnyConnection) -> Result<bool, StoreError> {
+        let sql = format!(
+            "WITH claimed AS ({CLAIM} RETURNING session_id)
+             INSERT INTO refresh_tokens (hash, session_id, issued_at, idle_expires_at)
+             SELECT $2, session_id, $1, $5 FROM claimed"
+        );
+        let done = self.bound(&sql).bind(self.idle_expires_at).execute(conn).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The claim, then the successor of session `session_id` if it was won,
+    /// in `tx`; true if it was won. A lost claim wrote nothing.
+    async fn in_transaction(&self, tx: &mut Transaction<'static, Any>, session_id: &str) -> Result<bool, StoreError> {
+        let claimed = self.bound(CLAIM).execute(&mut **tx).await?;
+        if claimed.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query(INSERT_TOKEN)
+            .bind(&self.successor.hash)
+            .bind(session_id)
+            .bind(self.now)
+            .bind(self.idle_expires_at)
+            .execute(&mut **tx)
+            .await?;
+        Ok(true)
+    }
+}
+
+/// A presented refresh token's session, and when the token was rotated.
+struct Presented {
+    session: SessionRecord,
+    token_rotated_at: Option<i64>,
+}
+
+async fn presented_in(conn: &mut AnyConnection, hash: &str) -> Result<Option<Presented>, StoreError> {
+    let sql = format!("SELECT {SESSION_COLUMNS}, t.rotated_at AS token_rotated_at {BY_TOKEN} WHERE t.hash = $1");
+    let Some(row) = sqlx::query(&sql).bind(hash).fetch_optional(conn).await? else {
+        return Ok(None);
+    };
+    Ok(Some(Presented {
+        session: SessionRecord::from_row(&row)?,
+        token_rotated_at: row.try_get("token_rotated_at")?,
+    }))
 }
 
 async fn session_in(tx: &mut Transaction<'static, Any>, id: &str) -> Result<Option<SessionRecord>, StoreError> {
-    let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1");
+    let sql = format!("SELECT {SESSION_COLUMNS} {NEWEST_TOKEN} WHERE s.id = $1");
     let row = sqlx::query(&sql).bind(id).fetch_optional(&mut **tx).await?;
     Ok(row.as_ref().map(SessionRecord::from_row).transpose()?)
 }
 
-/// The writes of a rotation, for a session read live a moment ago.
-async fn rotate_in(
+/// What presenting a token that could not be claimed amounts to, decided on
+/// the session as it now stands (`read` a moment ago): its end, a replay
+/// inside the grace window, or reuse, which revokes it.
+async fn decide_unclaimed(
     tx: &mut Transaction<'static, Any>,
     hash: &str,
-    successor: &Successor,
     rules: RotationRules,
-    session: SessionRecord,
+    read: SessionRecord,
 ) -> Result<Rotation, StoreError> {
-    let RotationRules { now, grace, idle_ttl } = rules;
-    // Only the first presenter of a current token wins this update.
-    let claimed = sqlx::query(
-        "UPDATE refresh_tokens SET rotated_at = $1, successor_hash = $2, successor_sealed = $3
-         WHERE hash = $4 AND rotated_at IS NULL",
-    )
-    .bind(now)
-    .bind(&successor.hash)
-    .bind(&successor.sealed)
-    .bind(hash)
-    .execute(&mut **tx)
-    .await?;
-    if claimed.rows_affected() == 1 {
-        let idle_expires_at = now + idle_ttl;
-        // Revoked or expired since it was read: the caller rolls back.
-        let extended = sqlx::query(
-            "UPDATE sessions SET last_used_at = $1, idle_expires_at = $2
-             WHERE id = $3 AND revoked_at IS NULL AND idle_expires_at > $1 AND expires_at > $1",
-        )
-        .bind(now)
-        .bind(idle_expires_at)
-        .bind(&session.id)
-        .execute(&mut **tx)
-        .await?;
-        if extended.rows_affected() != 1 {
-            return ended_in(tx, session).await;
-        }
-        sqlx::query("INSERT INTO refresh_tokens (hash, session_id, issued_at) VALUES ($1, $2, $3)")
-            .bind(&successor.hash)
-            .bind(&session.id)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
-        return Ok(Rotation::Rotated(SessionRecord {
-            last_used_at: now,
-            idle_expires_at,
-            ..session
-        }));
+    let RotationRules { now, grace, .. } = rules;
+    let session = session_in(tx, &read.id).await?.unwrap_or(read);
+    if !session.is_live(now) {
+        return Ok(Rotation::Ended(session));
     }
-
-    // Already rotated (possibly a moment ago by a concurrent request).
     let row = sqlx::query(
-        "SELECT t.rotated_at, t.successor_sealed, n.rotated_at AS successor_rotated_at, s.revoked_at
-         FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
-         LEFT JOIN refresh_tokens n ON n.hash = t.successor_hash
+        "SELECT t.rotated_at, t.successor_sealed, n.rotated_at AS successor_rotated_at
+         FROM refresh_tokens t LEFT JOIN refresh_tokens n ON n.hash = t.successor_hash
          WHERE t.hash = $1",
     )
     .bind(hash)
     .fetch_one(&mut **tx)
     .await?;
-    if row.try_get::<Option<i64>, _>("revoked_at")?.is_some() {
-        return ended_in(tx, session).await;
-    }
     let rotated_at: Option<i64> = row.try_get("rotated_at")?;
     let sealed: Option<String> = row.try_get("successor_sealed")?;
     let successor_rotated_at: Option<i64> = row.try_get("successor_rotated_at")?;
-    if let (Some(rotated_at), Some(successor_sealed), None) = (rotated_at, sealed, successor_rotated_at) {
-        if now - rotated_at <= grace {
+    match (rotated_at, sealed, successor_rotated_at) {
+        // Still current yet unclaimed: it ran idle as the claim was tried.
+        (None, _, _) => return Ok(Rotation::Ended(session)),
+        (Some(rotated_at), Some(successor_sealed), None) if now - rotated_at <= grace => {
             return Ok(Rotation::Replayed {
                 session,
                 successor_sealed,
             });
         }
+        _ => {}
     }
     sqlx::query(
         "UPDATE sessions SET revoked_at = $1, revoked_reason = 'refresh_reuse' WHERE id = $2 AND revoked_at IS NULL",
@@ -415,11 +494,4 @@ async fn rotate_in(
         revoked_at: Some(now),
         ..session
     }))
-}
-
-/// The session as it now stands, for a rotation that found it ended after
-/// reading it live.
-async fn ended_in(tx: &mut Transaction<'static, Any>, read: SessionRecord) -> Result<Rotation, StoreError> {
-    let current = session_in(tx, &read.id).await?;
-    Ok(Rotation::Ended(current.unwrap_or(read)))
 }

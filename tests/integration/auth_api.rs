@@ -17,6 +17,7 @@ both_backends!(
     replay_inside_grace_returns_the_same_successor,
     replay_after_grace_revokes_the_session,
     older_token_revokes_the_session_even_inside_grace,
+    an_old_token_revokes_a_session_that_outlived_its_successor,
     garbage_or_missing_cookie_is_refused_and_cleared,
     logout_ends_the_session_and_its_access_token,
     logout_all_ends_every_session,
@@ -236,6 +237,32 @@ async fn older_token_revokes_the_session_even_inside_grace(backend: Backend) {
     // `first` was rotated a moment ago, but its successor has moved on: theft.
     assert_eq!(server.refresh(&first.cookie).await.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(server.refresh(&third.cookie).await.status(), StatusCode::UNAUTHORIZED);
+    server.finish().await;
+}
+
+/// A session's idle expiry is its newest token's: an old token whose
+/// successor has itself idled past its expiry still finds the session live
+/// through a later token, and is theft.
+async fn an_old_token_revokes_a_session_that_outlived_its_successor(backend: Backend) {
+    let server = TestServer::start_with(backend, |s| {
+        s.refresh_idle_ttl = 600;
+        s.access_ttl = 60;
+    })
+    .await;
+    let first = server.register("alice").await;
+    server.clock.advance(100);
+    let second = Session::from_response(server.refresh(&first.cookie).await).await;
+    server.clock.advance(500);
+    let third = Session::from_response(server.refresh(&second.cookie).await).await;
+    // `second` was issued 700 s ago, past its 600 s of idle time; the session
+    // lives on through `third`, issued 200 s ago.
+    server.clock.advance(200);
+    assert_eq!(server.refresh(&first.cookie).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(server.refresh(&third.cookie).await.status(), StatusCode::UNAUTHORIZED, "the session was revoked");
+    let pool = sqlx::AnyPool::connect(&server.settings.database_url).await.unwrap();
+    let reasons: Vec<String> = sqlx::query_scalar("SELECT revoked_reason FROM sessions").fetch_all(&pool).await.unwrap();
+    pool.close().await;
+    assert_eq!(reasons, ["refresh_reuse"]);
     server.finish().await;
 }
 

@@ -7,6 +7,7 @@ mod adversarial;
 mod auth_api;
 mod cli;
 mod live;
+mod migrations;
 mod pages;
 mod process;
 mod support;
