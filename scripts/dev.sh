@@ -6,6 +6,7 @@
 #   scripts/dev.sh watch   cargo leptos watch (rebuild and reload on change)
 #   scripts/dev.sh test    Rust unit and integration tests, then Playwright in Chromium
 #   scripts/dev.sh bench   release build, then every benchmark; writes BENCHMARKS.md
+#                          (FIGURES="refresh login": only those, printed)
 #   scripts/dev.sh setup   only install the toolchain
 set -euo pipefail
 
@@ -150,7 +151,7 @@ soak_tests() {
 load_benchmarks() {
   # A thousand sockets need more file descriptors than the usual 1024.
   ulimit -n 65536 2>/dev/null || ulimit -n 8192 2>/dev/null || true
-  cargo bench --profile benchmark --features ssr --bench load
+  cargo bench --profile benchmark --features ssr --bench load -- "$@"
 }
 
 cmd="${1:-}"
@@ -184,9 +185,15 @@ case "$cmd" in
     phase "toolchain ($MODE)" setup_toolchain
     phase "wrk" setup_wrk
     phase "database services" start_database_services
-    phase "release build" build_release
-    phase "token benchmarks" token_benchmarks
-    phase "load benchmarks" load_benchmarks
+    if [ -n "${FIGURES:-}" ]; then
+      # Only the figures named, printed; BENCHMARKS.md is left as it is.
+      # shellcheck disable=SC2086
+      phase "load benchmarks ($FIGURES)" load_benchmarks $FIGURES
+    else
+      phase "release build" build_release
+      phase "token benchmarks" token_benchmarks
+      phase "load benchmarks" load_benchmarks
+    fi
     ;;
   soak)
     phase "toolchain ($MODE)" setup_toolchain

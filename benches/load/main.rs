@@ -3,6 +3,10 @@
 //! read). Starts the real app in this process, drives it with `wrk`, and writes
 //! BENCHMARKS.md. Nothing here asserts a timing.
 //!
+//! Figures named after `--` (`cargo bench --profile benchmark --features ssr
+//! --bench load -- refresh`) are the only ones measured, and are printed
+//! without writing BENCHMARKS.md: for trying a change. Names: see [`FIGURES`].
+//!
 //! Run with `--ws-clients <url> <token file>` it is instead the WebSocket client
 //! process of the socket figures, so the server's memory is measured alone.
 
@@ -38,12 +42,28 @@ fn main() {
         let tokens = args.get(at + 2).expect("token file");
         return sockets::client_process(url, tokens);
     }
+    let chosen: Vec<String> = args.iter().skip(1).filter(|a| !a.starts_with("--")).cloned().collect();
+    for name in &chosen {
+        assert!(FIGURES.contains(&name.as_str()), "no figure {name:?}: choose from {FIGURES:?}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    runtime.block_on(run());
+    runtime.block_on(run(Selection(chosen)));
+}
+
+/// What can be chosen to run alone.
+const FIGURES: [&str; 6] = ["me", "page", "login", "refresh", "sockets", "bundle"];
+
+/// The figures chosen on the command line; none chosen is all of them.
+struct Selection(Vec<String>);
+
+impl Selection {
+    fn wants(&self, figure: &str) -> bool {
+        self.0.is_empty() || self.0.iter().any(|chosen| chosen == figure)
+    }
 }
 
 fn bench_settings(database_url: String) -> Settings {
@@ -117,20 +137,60 @@ async fn session(auth: &Auth, username: &str) -> (String, String) {
     (tokens.access.token, tokens.refresh.expose().to_string())
 }
 
-async fn run() {
+async fn run(chosen: Selection) {
     which_wrk();
     let mut report = Report::new();
     let dir = std::env::temp_dir().join(format!("gatehouse-bench-{}", std::process::id()));
     let sqlite = start(bench_settings(format!("sqlite://{}/bench.db", dir.display()))).await;
-
-    // GET /api/me against the bare handler.
     let (access, refresh) = session(&sqlite.auth, "bench").await;
-    let bearer = Load::get(&[&format!("Authorization: Bearer {access}")]);
-    let me = in_turns(&sqlite.base, ("/api/me", &bearer), ("/bench/bare", &bearer));
-    report.compared(Figure::new("GET /api/me (valid token)", me, "bare axum handler, same binary", 0.7), "req/s");
 
-    // A protected page (guard, render, minted token) against a public page.
-    let page = protected_page_turns(&sqlite, &refresh);
+    if chosen.wants("me") {
+        // GET /api/me against the bare handler.
+        let bearer = Load::get(&[&format!("Authorization: Bearer {access}")]);
+        let me = in_turns(&sqlite.base, ("/api/me", &bearer), ("/bench/bare", &bearer));
+        report.compared(Figure::new("GET /api/me (valid token)", me, "bare axum handler, same binary", 0.7), "req/s");
+    }
+    if chosen.wants("page") {
+        page_figures(&mut report, &sqlite, &refresh, &dir).await;
+    }
+    if chosen.wants("login") {
+        login_figure(&mut report, &sqlite).await;
+    }
+    if chosen.wants("refresh") {
+        // Refresh (rotation) against the database's own write rate, on both databases.
+        refresh_figure(&mut report, &sqlite, "SQLite").await;
+        match postgres_database().await {
+            Some((url, name)) => {
+                let postgres = start(bench_settings(url.clone())).await;
+                refresh_figure(&mut report, &postgres, "PostgreSQL").await;
+                postgres.auth.store().close().await;
+                drop_postgres_database(&name).await;
+            }
+            None => report.note("PostgreSQL was not reachable: its refresh figure is missing."),
+        }
+    }
+    if chosen.wants("sockets") {
+        sockets::figures(&mut report).await;
+    }
+    if chosen.wants("bundle") {
+        report.bundle(std::path::Path::new("target/site/pkg"), "gatehouse");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    if !chosen.0.is_empty() {
+        println!("{}", report.render());
+        return;
+    }
+    report.token_microbenchmarks(std::path::Path::new("target/criterion/access_token"));
+    let path = std::path::Path::new("BENCHMARKS.md");
+    let previous = std::fs::read_to_string(path).ok();
+    std::fs::write(path, Report::keep_log(report.render(), previous.as_deref())).expect("write BENCHMARKS.md");
+    println!("wrote {}", path.display());
+}
+
+/// The protected page against a public one, then the same page with the
+/// guard's lookups off.
+async fn page_figures(report: &mut Report, sqlite: &Server, refresh: &str, dir: &std::path::Path) {
+    let page = protected_page_turns(sqlite, refresh);
     report.compared(Figure::new("GET / (server-rendered protected page)", page, PUBLIC_PAGE, 0.6), "req/s");
 
     // The same page where every load reads the session from the database: a
@@ -146,8 +206,10 @@ async fn run() {
     let what = "GET /, every load reading its session (lookups not kept)";
     report.compared(Figure::aside(what, page, PUBLIC_PAGE), "req/s");
     uncached.auth.store().close().await;
+}
 
-    // Login against the argon2 bound, the bound measured between login turns.
+/// Login against the argon2 bound, the bound measured between login turns.
+async fn login_figure(report: &mut Report, sqlite: &Server) {
     let login_body = serde_json::json!({"username": "bench", "password": PASSWORD}).to_string();
     let login = Load::post_json(&login_body);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -171,27 +233,6 @@ async fn run() {
         "Login's bound times one hash at a time. With {cores} hashes at once (the product's hasher, no HTTP), the rate was {together:.1} /s: {:.2} of the bound.",
         together * hash_time.as_secs_f64() / cores as f64
     ));
-
-    // Refresh (rotation) against the database's own write rate, on both databases.
-    refresh_figure(&mut report, &sqlite, "SQLite").await;
-    match postgres_database().await {
-        Some((url, name)) => {
-            let postgres = start(bench_settings(url.clone())).await;
-            refresh_figure(&mut report, &postgres, "PostgreSQL").await;
-            postgres.auth.store().close().await;
-            drop_postgres_database(&name).await;
-        }
-        None => report.note("PostgreSQL was not reachable: its refresh figure is missing."),
-    }
-
-    sockets::figures(&mut report).await;
-    report.bundle(std::path::Path::new("target/site/pkg"), "gatehouse");
-    report.token_microbenchmarks(std::path::Path::new("target/criterion/access_token"));
-    let path = std::path::Path::new("BENCHMARKS.md");
-    let previous = std::fs::read_to_string(path).ok();
-    std::fs::write(path, Report::keep_log(report.render(), previous.as_deref())).expect("write BENCHMARKS.md");
-    println!("wrote {}", path.display());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// The baseline of the protected page: the largest public page.
@@ -219,7 +260,6 @@ fn which_wrk() {
     assert!(found, "wrk is needed: `make bench` installs it (apt-get install wrk)");
 }
 
-/// One password hash with the configured argon2 parameters, averaged.
 /// Password hashes per second with the product's hasher and default cost,
 /// `at_once` hashing together through as many slots, for `run`.
 async fn hash_rate(at_once: usize, run: Duration) -> f64 {
