@@ -254,7 +254,8 @@ impl Store {
         }))
     }
 
-    /// The session a refresh token (current or not) belongs to.
+    /// The session a refresh token (current or not) belongs to. Its last use
+    /// and idle expiry are exact while the token or its successor is current.
     pub async fn session_by_token(&self, hash: &str) -> Result<Option<SessionRecord>, StoreError> {
         let found = presented_in(&mut *self.acquire().await?, hash).await?;
         Ok(found.map(|found| found.session))
@@ -276,6 +277,7 @@ impl Store {
         let rows = sqlx::query(&sql).bind(user_id).bind(now).fetch_all(&self.pool).await?;
         Ok(rows.iter().map(SessionRecord::from_row).collect::<Result<_, _>>()?)
     }
+
     /// Revokes one session; true if it was live until now.
     pub async fn revoke_session(&self, id: &str, reason: &str, now: i64) -> Result<bool, StoreError> {
         let _turn = self.write_turn().await;
