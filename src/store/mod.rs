@@ -236,7 +236,7 @@ impl Store {
     }
 
     /// A connection from the pool, for reads that take one of their own
-    /// (`rotate_refresh_token` goes on to write on it).
+    /// (on PostgreSQL, `rotate_refresh_token` goes on to write on it).
     pub(crate) async fn acquire(&self) -> Result<PoolConnection<Any>, StoreError> {
         Ok(self.pool.acquire().await?)
     }

@@ -60,8 +60,10 @@ const SESSION_COLUMNS: &str = "s.id, s.user_id, u.username, u.role, s.created_at
      s.user_agent, s.ip, c.issued_at AS last_used_at, c.idle_expires_at";
 
 /// Sessions `s` with their users `u` and their newest tokens `c`. Tokens of one
-/// session issued in the same second share their idle expiry, so any of its
-/// newest will do.
+/// session issued in the same second share their idle expiry (unless the idle
+/// timeout was changed within it), so any of its newest will do. Instances
+/// whose clocks disagree by a few seconds may pick a token rotated a moment
+/// ago: the session's idle expiry is then off by that much.
 const NEWEST_TOKEN: &str = "FROM sessions s JOIN users u ON u.id = s.user_id
      JOIN refresh_tokens c ON c.hash = (SELECT hash FROM refresh_tokens
          WHERE session_id = s.id ORDER BY issued_at DESC LIMIT 1)";
@@ -372,7 +374,10 @@ const INSERT_TOKEN: &str =
 
 /// Marks token `$4` rotated at `$1` into `$2` (sealed: `$3`) if it is current,
 /// not idle past `$1`, and its session is neither revoked nor expired. Only
-/// the first presenter of a current token wins it.
+/// the first presenter of a current token wins it. The session's row is read,
+/// not locked: on PostgreSQL a revocation committing while the claim runs is
+/// ordered after it, as if it had come a moment later, and the tokens just
+/// handed out belong to a revoked session, which every check refuses.
 const CLAIM: &str = "UPDATE refresh_tokens SET rotated_at = $1, successor_hash = $2, successor_sealed = $3
      WHERE hash = $4 AND rotated_at IS NULL AND idle_expires_at > $1
        AND EXISTS (SELECT 1 FROM sessions s
@@ -475,7 +480,8 @@ async fn decide_unclaimed(
     let sealed: Option<String> = row.try_get("successor_sealed")?;
     let successor_rotated_at: Option<i64> = row.try_get("successor_rotated_at")?;
     match (rotated_at, sealed, successor_rotated_at) {
-        // Still current yet unclaimed: it ran idle as the claim was tried.
+        // Still current, yet the claim found it idle or its session ended:
+        // only where instances' clocks disagree. Refused.
         (None, _, _) => return Ok(Rotation::Ended(session)),
         (Some(rotated_at), Some(successor_sealed), None) if now - rotated_at <= grace => {
             return Ok(Rotation::Replayed {

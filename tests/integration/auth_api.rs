@@ -666,7 +666,7 @@ async fn concurrent_refreshes_with_one_cookie_leave_one_session(backend: Backend
     server.finish().await;
 }
 
-/// A rotation reads the session before its write transaction; a revocation
+/// A rotation reads the session before it claims the token; a revocation
 /// landing in between must leave everything as the revocation left it.
 async fn a_session_revoked_while_its_token_is_presented_is_not_extended(backend: Backend) {
     use gatehouse::auth::clock::Clock;
@@ -708,7 +708,7 @@ async fn a_session_revoked_while_its_token_is_presented_is_not_extended(backend:
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(rotated_at, None, "the claim was rolled back");
+    assert_eq!(rotated_at, None, "the token was not claimed");
     pool.close().await;
     assert_eq!(server.refresh(&session.cookie).await.status(), StatusCode::UNAUTHORIZED);
     server.finish().await;

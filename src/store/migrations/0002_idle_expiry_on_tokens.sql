@@ -1,6 +1,7 @@
 -- A session's last use and idle expiry move to its current refresh token, the
 -- row a rotation writes anyway: rotating then writes the claimed token and its
 -- successor, and the session's row only changes when it is revoked.
+-- The default only fills the rows that exist now; every insert names the column.
 ALTER TABLE refresh_tokens ADD COLUMN idle_expires_at BIGINT NOT NULL DEFAULT 0;
 UPDATE refresh_tokens
    SET idle_expires_at = (SELECT idle_expires_at FROM sessions WHERE sessions.id = refresh_tokens.session_id);
