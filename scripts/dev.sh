@@ -186,7 +186,11 @@ case "$cmd" in
     phase "wrk" setup_wrk
     phase "database services" start_database_services
     if [ -n "${FIGURES:-}" ]; then
-      # Only the figures named, printed; BENCHMARKS.md is left as it is.
+      # Only the figures named, printed; BENCHMARKS.md is left as it is. The
+      # pages and the bundle are the release build's.
+      case " $FIGURES " in
+        *" page "* | *" bundle "*) phase "release build" build_release ;;
+      esac
       # shellcheck disable=SC2086
       phase "load benchmarks ($FIGURES)" load_benchmarks $FIGURES
     else
