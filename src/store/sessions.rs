@@ -172,8 +172,9 @@ impl Store {
     /// nothing and the write lock (all of SQLite's writers share one) is held
     /// only for the writes. The claim then settles what may have changed in
     /// between: only the first presenter of a current token wins it, and only
-    /// while its session is live. Anything but a won claim is decided in a
-    /// transaction of its own ([`decide_unclaimed`]).
+    /// while its session is live. A token that could not be claimed is decided
+    /// in a write transaction ([`decide_unclaimed`]); on SQLite, the one the
+    /// claim ran in.
     ///
     /// On PostgreSQL the claim and the successor are one statement, its own
     /// transaction, on the connection the read used: sqlx pings a pooled
