@@ -273,9 +273,7 @@ impl Auth {
                 .map_err(|retry_after| AuthError::RateLimited { retry_after })?;
         }
         let user = self.create_user(&username, Password::new(password), ROLE_USER).await?;
-        let tokens = self.start_session(&user, client).await?;
-        self.audit(AuditKind::Register, Some(&user), Some(&tokens.session.id), client, None)
-            .await?;
+        let tokens = self.start_session(&user, client, AuditKind::Register).await?;
         self.session_created(&tokens.session).await;
         Ok(tokens)
     }
@@ -345,9 +343,7 @@ impl Auth {
             let upgraded = self.passwords.hash(Password::new(password)).await?;
             self.store.upgrade_password_hash(&user.id, &user.password_hash, &upgraded).await?;
         }
-        let tokens = self.start_session(&user, client).await?;
-        self.audit(AuditKind::LoginOk, Some(&user), Some(&tokens.session.id), client, None)
-            .await?;
+        let tokens = self.start_session(&user, client, AuditKind::LoginOk).await?;
         self.session_created(&tokens.session).await;
         Ok(tokens)
     }
@@ -363,24 +359,36 @@ impl Auth {
         .await;
     }
 
-    async fn start_session(&self, user: &UserRecord, client: &ClientInfo) -> Result<NewTokens, AuthError> {
+    /// Starts a session for `user`, recording `started_by` (a login or a
+    /// registration) with it.
+    async fn start_session(
+        &self,
+        user: &UserRecord,
+        client: &ClientInfo,
+        started_by: AuditKind,
+    ) -> Result<NewTokens, AuthError> {
         let now = self.now();
         let refresh = RefreshToken::generate();
+        let id = uuid::Uuid::new_v4().to_string();
+        let event = self.audit_record(started_by, Some(user), Some(&id), client, None);
         let session = self
             .store
-            .create_session(&NewSession {
-                id: uuid::Uuid::new_v4().to_string(),
-                user_id: user.id.clone(),
-                now,
-                idle_ttl: self.settings.refresh_idle_ttl,
-                max_age: self.settings.session_max_age,
-                user_agent: client
-                    .user_agent
-                    .as_ref()
-                    .map(|ua| ua.chars().take(MAX_USER_AGENT).collect()),
-                ip: client.ip.clone(),
-                token_hash: refresh.hash(),
-            })
+            .create_session(
+                &NewSession {
+                    id,
+                    user_id: user.id.clone(),
+                    now,
+                    idle_ttl: self.settings.refresh_idle_ttl,
+                    max_age: self.settings.session_max_age,
+                    user_agent: client
+                        .user_agent
+                        .as_ref()
+                        .map(|ua| ua.chars().take(MAX_USER_AGENT).collect()),
+                    ip: client.ip.clone(),
+                    token_hash: refresh.hash(),
+                },
+                &event,
+            )
             .await?;
         let access = self.tokens.issue(&user.id, &user.username, &user.role, &session.id, now)?;
         Ok(NewTokens {
@@ -715,22 +723,31 @@ impl Auth {
         client: &ClientInfo,
         detail: Option<String>,
     ) -> Result<(), AuthError> {
-        self.store
-            .record_audit(&AuditRecord {
-                id: uuid::Uuid::now_v7().to_string(),
-                at: self.now(),
-                kind: kind.as_str().to_string(),
-                user_id: user.map(|u| u.id.clone()),
-                username: user.map(|u| u.username.clone()),
-                session_id: session_id.map(str::to_string),
-                ip: client.ip.clone(),
-                user_agent: client
-                    .user_agent
-                    .as_ref()
-                    .map(|ua| ua.chars().take(MAX_USER_AGENT).collect()),
-                detail,
-            })
-            .await
-            .map_err(Into::into)
+        let event = self.audit_record(kind, user, session_id, client, detail);
+        self.store.record_audit(&event).await.map_err(Into::into)
+    }
+
+    fn audit_record(
+        &self,
+        kind: AuditKind,
+        user: Option<&UserRecord>,
+        session_id: Option<&str>,
+        client: &ClientInfo,
+        detail: Option<String>,
+    ) -> AuditRecord {
+        AuditRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            at: self.now(),
+            kind: kind.as_str().to_string(),
+            user_id: user.map(|u| u.id.clone()),
+            username: user.map(|u| u.username.clone()),
+            session_id: session_id.map(str::to_string),
+            ip: client.ip.clone(),
+            user_agent: client
+                .user_agent
+                .as_ref()
+                .map(|ua| ua.chars().take(MAX_USER_AGENT).collect()),
+            detail,
+        }
     }
 }

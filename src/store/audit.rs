@@ -1,6 +1,8 @@
 //! The audit trail of security events.
 
-use sqlx::Row;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, Row};
 
 use super::{Store, StoreError};
 
@@ -17,13 +19,12 @@ pub struct AuditRecord {
     pub detail: Option<String>,
 }
 
-impl Store {
-    pub async fn record_audit(&self, event: &AuditRecord) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
-        sqlx::query(
-            "INSERT INTO audit_events (id, at, kind, user_id, username, session_id, ip, user_agent, detail)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
+const INSERT_AUDIT: &str = "INSERT INTO audit_events (id, at, kind, user_id, username, session_id, ip, user_agent, detail)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+/// The insert of `event`, to run on the pool or inside a transaction.
+pub(super) fn insert_audit(event: &AuditRecord) -> Query<'_, Any, AnyArguments<'_>> {
+    sqlx::query(INSERT_AUDIT)
         .bind(&event.id)
         .bind(event.at)
         .bind(&event.kind)
@@ -33,8 +34,12 @@ impl Store {
         .bind(&event.ip)
         .bind(&event.user_agent)
         .bind(&event.detail)
-        .execute(&self.pool)
-        .await?;
+}
+
+impl Store {
+    pub async fn record_audit(&self, event: &AuditRecord) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
+        insert_audit(event).execute(&self.pool).await?;
         Ok(())
     }
 

@@ -9,6 +9,7 @@ use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, Row, Transaction};
 
+use super::audit::{insert_audit, AuditRecord};
 use super::{Backend, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,7 +138,10 @@ pub struct Successor {
 }
 
 impl Store {
-    pub async fn create_session(&self, new: &NewSession) -> Result<SessionRecord, StoreError> {
+    /// Creates the session with its first refresh token and records `event`
+    /// (the login or registration that started it) in the same transaction:
+    /// a session never exists without its audit row, and it is one commit.
+    pub async fn create_session(&self, new: &NewSession, event: &AuditRecord) -> Result<SessionRecord, StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO sessions (id, user_id, created_at, expires_at, user_agent, ip)
@@ -158,6 +162,7 @@ impl Store {
             .bind(new.now + new.idle_ttl)
             .execute(&mut **tx)
             .await?;
+        insert_audit(event).execute(&mut **tx).await?;
         let session = session_in(&mut tx, &new.id).await?.ok_or(StoreError::Missing)?;
         tx.commit().await?;
         Ok(session)
