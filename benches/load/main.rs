@@ -215,6 +215,7 @@ async fn login_figure(report: &mut Report, sqlite: &Server) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut turns = Turns::default();
     let mut hash_time = Duration::ZERO;
+    let mut login_cpu = CpuTicks::default();
     for _ in 0..ROUNDS {
         let hash = Duration::from_secs_f64(1.0 / hash_rate(1, TURN).await);
         hash_time += hash / ROUNDS as u32;
@@ -222,10 +223,16 @@ async fn login_figure(report: &mut Report, sqlite: &Server) {
             requests_per_second: cores as f64 / hash.as_secs_f64(),
             ..Measured::default()
         });
+        let before = CpuTicks::now();
         turns.figure.push(wrk::run(&sqlite.base, "/auth/login", &login, TURN));
+        login_cpu = login_cpu.add(CpuTicks::now().since(before));
     }
     let bound = format!("argon2 bound: {cores} cores / {:.2} ms per hash", hash_time.as_secs_f64() * 1000.0);
     report.compared(Figure::new("POST /auth/login", turns, &bound, 0.9), "/s");
+    report.note(&format!(
+        "During the login turns the machine's CPUs were idle {:.1}% of the time (`/proc/stat`): time no hash ran.",
+        login_cpu.idle_share() * 100.0
+    ));
     // What the bound leaves out: hashes running on every core at once share
     // the memory bandwidth argon2 is limited by.
     let together = hash_rate(cores, TURN).await;
@@ -233,6 +240,44 @@ async fn login_figure(report: &mut Report, sqlite: &Server) {
         "Login's bound times one hash at a time. With {cores} hashes at once (the product's hasher, no HTTP), the rate was {together:.1} /s: {:.2} of the bound.",
         together * hash_time.as_secs_f64() / cores as f64
     ));
+}
+
+/// The whole machine's CPU time in ticks, from the first line of `/proc/stat`.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuTicks {
+    idle: u64,
+    total: u64,
+}
+
+impl CpuTicks {
+    fn now() -> Self {
+        let stat = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
+        let line = stat.lines().next().expect("cpu line");
+        // user nice system idle iowait irq softirq steal (guest time is in user).
+        let fields: Vec<u64> = line.split_whitespace().skip(1).take(8).map(|f| f.parse().expect("tick count")).collect();
+        Self {
+            idle: fields[3] + fields[4],
+            total: fields.iter().sum(),
+        }
+    }
+
+    fn since(self, earlier: Self) -> Self {
+        Self {
+            idle: self.idle - earlier.idle,
+            total: self.total - earlier.total,
+        }
+    }
+
+    fn add(self, other: Self) -> Self {
+        Self {
+            idle: self.idle + other.idle,
+            total: self.total + other.total,
+        }
+    }
+
+    fn idle_share(self) -> f64 {
+        self.idle as f64 / self.total.max(1) as f64
+    }
 }
 
 /// The baseline of the protected page: the largest public page.
