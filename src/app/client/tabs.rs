@@ -16,6 +16,7 @@ use web_sys::{BroadcastChannel, MessageEvent};
 
 use super::session::leave_for_login;
 use crate::app::auth_store::AuthStore;
+use crate::protocol::live::required;
 
 const CHANNEL_NAME: &str = "gatehouse-auth";
 const LOCK_NAME: &str = "gatehouse-refresh";
@@ -24,12 +25,36 @@ const LOCK_NAME: &str = "gatehouse-refresh";
 const LOCK_WAIT_MS: u32 = 3_000;
 
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", try_from = "TabFields")]
 pub enum TabMessage {
     /// A tab logged in or refreshed: the others may use its token.
     Token { access_token: String, username: Option<String> },
     /// A tab logged out, or its session was refused: every tab leaves.
     LoggedOut,
+}
+
+/// Read flat, as `ServerMessage` is (see `ServerFields` there).
+#[derive(Deserialize)]
+struct TabFields {
+    #[serde(rename = "type")]
+    kind: String,
+    access_token: Option<String>,
+    username: Option<String>,
+}
+
+impl TryFrom<TabFields> for TabMessage {
+    type Error = String;
+
+    fn try_from(fields: TabFields) -> Result<Self, String> {
+        match fields.kind.as_str() {
+            "token" => Ok(Self::Token {
+                access_token: required(fields.access_token, &fields.kind, "access_token")?,
+                username: fields.username,
+            }),
+            "logged_out" => Ok(Self::LoggedOut),
+            other => Err(format!("unknown message type `{other}`")),
+        }
+    }
 }
 
 thread_local! {
