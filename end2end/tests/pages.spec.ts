@@ -103,3 +103,16 @@ async function shoot(page: Page, path: string, label: string, outputPath: (name:
   const name = path === "/" ? "dashboard" : path.slice(1);
   await page.screenshot({ path: outputPath(`${label}-${name}.png`), fullPage: true });
 }
+
+test("the navigation marks the page you are on, rendered and after client-side navigation", async ({ page, request }) => {
+  const app = await logIn(page, await createAccount(request));
+  await expect(app.nav("Dashboard")).toHaveAttribute("aria-current", "page");
+  await app.nav("Sessions").click();
+  await expect(page).toHaveURL("/sessions");
+  await expect(app.nav("Sessions")).toHaveAttribute("aria-current", "page");
+  await expect(app.nav("Dashboard")).not.toHaveAttribute("aria-current", /.*/);
+
+  await page.goto("/account");
+  await expect(app.nav("Account")).toHaveAttribute("aria-current", "page");
+  await expect(app.nav("Sessions")).not.toHaveAttribute("aria-current", /.*/);
+});

@@ -1,10 +1,10 @@
 //! Pieces several pages share: the header, announcements, the strength meter,
 //! the 403 page, and the sentences for the server's error codes.
 
+use leptos::either::Either;
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::components::A;
-use leptos_router::hooks::use_query_map;
+use leptos_router::hooks::{use_location, use_query_map};
 
 use super::auth_store::AuthStore;
 use super::data::LoadError;
@@ -62,8 +62,8 @@ where
         <Suspense fallback=move || view! { <p aria-busy="true">{loading}</p> }>
             {move || Suspend::new(async move {
                 match resource.await {
-                    Ok(value) => render(value).into_any(),
-                    Err(err) => view! { <p class="error" role="alert">{err.to_string()}</p> }.into_any(),
+                    Ok(value) => Either::Left(render(value)),
+                    Err(err) => Either::Right(view! { <p class="error" role="alert">{err.to_string()}</p> }),
                 }
             })}
         </Suspense>
@@ -143,10 +143,10 @@ pub fn Header() -> impl IntoView {
         <header class="site-header">
             <a class="brand" href=DASHBOARD>"Gatehouse"</a>
             <nav aria-label="Main">
-                <A href=DASHBOARD exact=true>"Dashboard"</A>
-                <A href=SESSIONS>"Sessions"</A>
-                <A href=ACCOUNT>"Account"</A>
-                <Show when=is_admin><A href=ADMIN>"Admin"</A></Show>
+                <NavLink href=DASHBOARD label="Dashboard"/>
+                <NavLink href=SESSIONS label="Sessions"/>
+                <NavLink href=ACCOUNT label="Account"/>
+                {move || is_admin().then(|| view! { <NavLink href=ADMIN label="Admin"/> })}
             </nav>
             <div class="who">
                 <span data-testid="header-username">{move || store.username().unwrap_or_default()}</span>
@@ -156,6 +156,24 @@ pub fn Header() -> impl IntoView {
             </div>
         </header>
     }
+}
+
+/// A link of the main navigation, `aria-current="page"` on the page it leads
+/// to. A plain link: the router already takes every same-site click, and
+/// leptos_router's `<A>` cost each protected page 3 to 4 KB of compressed WASM
+/// (BENCHMARKS.md, entry 14).
+#[component]
+fn NavLink(href: &'static str, label: &'static str) -> impl IntoView {
+    let location = use_location();
+    let current = move || location.pathname.with(|path| path_is_under(path, href).then_some("page"));
+    view! { <a href=href aria-current=current>{label}</a> }
+}
+
+/// Whether `path` is `page` or below it (`/sessions/x` is under `/sessions`;
+/// only `/` is under `/`).
+fn path_is_under(path: &str, page: &str) -> bool {
+    let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
+    path == page || (page != "/" && path.strip_prefix(page).is_some_and(|rest| rest.starts_with('/')))
 }
 
 /// The page a user sees for a page of another role; the server answers it with 403.
@@ -186,12 +204,25 @@ pub fn duration_text(seconds: i64) -> String {
 }
 
 /// A Unix time as `YYYY-MM-DD HH:MM UTC`, the same on server and browser.
+///
+/// Worked out here, not with a date crate: this is all the calendar the pages
+/// need, and the `time` crate's formatting cost every page showing dates 6 KB
+/// of compressed WASM (BENCHMARKS.md, entry 14). The tests check it against
+/// `time`.
 pub fn time_text(unix: i64) -> String {
-    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(&format).ok())
-        .unwrap_or_default()
+    let (days, seconds) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
+    // Howard Hinnant's `civil_from_days`: the Gregorian date of a day count
+    // from 1970-01-01, in 400-year eras whose years start on 1 March.
+    let shifted = days + 719_468;
+    let era = shifted.div_euclid(146_097);
+    let day_of_era = shifted.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 };
+    let year = era * 400 + year_of_era + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02} UTC", seconds / 3_600, seconds % 3_600 / 60)
 }
 
 /// "Chrome on Linux" from a user agent string: enough to recognise a device.
@@ -222,6 +253,25 @@ mod tests {
         assert_eq!(time_text(0), "1970-01-01 00:00 UTC");
         assert_eq!(time_text(1_795_000_000), "2026-11-18 11:06 UTC");
         assert_eq!(time_text(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(time_text(-1), "1969-12-31 23:59 UTC");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn times_agree_with_the_time_crate(unix in -62_135_596_800i64..253_402_300_799) {
+            let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+            let expected = time::OffsetDateTime::from_unix_timestamp(unix).unwrap().format(&format).unwrap();
+            proptest::prop_assert_eq!(time_text(unix), expected);
+        }
+    }
+
+    #[test]
+    fn navigation_marks_the_page_it_leads_to() {
+        assert!(path_is_under("/", "/"));
+        assert!(!path_is_under("/sessions", "/"));
+        assert!(path_is_under("/sessions/", "/sessions"));
+        assert!(path_is_under("/sessions/abc", "/sessions"));
+        assert!(!path_is_under("/sessionsx", "/sessions"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! redirected before the first render; these keep the same rules for
 //! client-side navigation, deciding before the target page renders.
 
+use leptos::either::EitherOf3;
 use leptos::prelude::*;
 use leptos_router::hooks::use_navigate;
 use leptos_router::NavigateOptions;
@@ -21,8 +22,12 @@ enum Decision {
 
 /// Renders `children` only for a logged-in user allowed by `access`. Without a
 /// token it refreshes first; a refused refresh goes to `/login?next=<here>`.
+///
+/// Typed children and `EitherOf3` rather than `AnyView`: each type erased
+/// compiles every way of rendering it into the WASM, used or not.
 #[component]
-pub fn Protected(access: Access, children: ChildrenFn) -> impl IntoView {
+pub fn Protected<C: IntoView + 'static>(access: Access, children: TypedChildrenFn<C>) -> impl IntoView {
+    let children = children.into_inner();
     let store = AuthStore::from_context();
     // A memo, so a refreshed token of the same user does not re-render the page.
     let decision = Memo::new(move |_| match store.claims() {
@@ -39,12 +44,11 @@ pub fn Protected(access: Access, children: ChildrenFn) -> impl IntoView {
         }
     });
     move || match decision.get() {
-        Decision::Allow => view! { <Header/> <main>{children()}</main> }.into_any(),
-        Decision::Forbid => view! { <Header/> <main><Forbidden/></main> }.into_any(),
-        Decision::Wait => view! {
+        Decision::Allow => EitherOf3::A(view! { <Header/> <main>{children()}</main> }),
+        Decision::Forbid => EitherOf3::B(view! { <Header/> <main><Forbidden/></main> }),
+        Decision::Wait => EitherOf3::C(view! {
             <main><p class="placeholder" aria-busy="true" data-testid="guard-waiting">"Checking your session…"</p></main>
-        }
-        .into_any(),
+        }),
     }
 }
 

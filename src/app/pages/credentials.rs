@@ -1,6 +1,7 @@
 //! `/login` and `/register`: one form, posted as a plain form without
 //! JavaScript (`server::forms`) and sent to the JSON API with it.
 
+use leptos::either::Either;
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -91,8 +92,8 @@ fn CredentialsPage(purpose: Purpose) -> impl IntoView {
         let target = next.get();
         let keep = |page: &str| with_next(page, &target);
         match purpose {
-            Purpose::Login => view! { <p>"New here? " <a href=keep(REGISTER)>"Create an account"</a></p> }.into_any(),
-            Purpose::Register => view! { <p>"Have an account? " <a href=keep(LOGIN)>"Log in"</a></p> }.into_any(),
+            Purpose::Login => Either::Left(view! { <p>"New here? " <a href=keep(REGISTER)>"Create an account"</a></p> }),
+            Purpose::Register => Either::Right(view! { <p>"Have an account? " <a href=keep(LOGIN)>"Log in"</a></p> }),
         }
     };
 

@@ -81,11 +81,11 @@ fn LiveEvents() -> impl IntoView {
             <p class="hint">"Logins elsewhere, revoked sessions and password changes appear here as they happen."</p>
             <p class="live-status" data-testid="live-status" data-state=state role="status">
                 {status}
-                <Show when=move || feed.status.get() == LiveStatus::Down>
+                {move || (feed.status.get() == LiveStatus::Down).then(|| view! {
                     " "
                     <button type="button" class="secondary" data-testid="live-reconnect"
                         on:click=move |_| feed.retry.update(|n| *n += 1)>"Reconnect"</button>
-                </Show>
+                })}
             </p>
             <ul class="events" data-testid="live-events" aria-live="polite">
                 <For each=move || feed.events.get() key=|event| event.number let:event>
