@@ -230,7 +230,7 @@ async fn login_figure(report: &mut Report, sqlite: &Server) {
     let bound = format!("argon2 bound: {cores} cores / {:.2} ms per hash", hash_time.as_secs_f64() * 1000.0);
     report.compared(Figure::new("POST /auth/login", turns, &bound, 0.9), "/s");
     report.note(&format!(
-        "During the login turns the machine's CPUs were idle {:.1}% of the time (`/proc/stat`): time no hash ran.",
+        "During the login turns the machine's CPUs were idle {:.1}% of the time (`/proc/stat`).",
         login_cpu.idle_share() * 100.0
     ));
     // What the bound leaves out: hashes running on every core at once share
