@@ -23,12 +23,27 @@ pub const ACCOUNT: &str = "/account";
 pub const ADMIN: &str = "/admin";
 
 pub fn access_for(path: &str) -> Access {
-    let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
-    match path {
+    match without_trailing_slash(path) {
         LOGIN | REGISTER => Access::GuestOnly,
         DASHBOARD | SESSIONS | ACCOUNT => Access::Member,
         ADMIN => Access::Admin,
         _ => Access::Public,
+    }
+}
+
+/// Whether `path` is `page` or below it (`/sessions/x` is under `/sessions`;
+/// only `/` is under `/`): where a navigation link marks its page current.
+pub fn is_under(path: &str, page: &str) -> bool {
+    let path = without_trailing_slash(path);
+    path == page || (page != DASHBOARD && path.strip_prefix(page).is_some_and(|rest| rest.starts_with('/')))
+}
+
+/// `/sessions/` as `/sessions`; `/` stays as it is.
+fn without_trailing_slash(path: &str) -> &str {
+    if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
     }
 }
 
@@ -75,6 +90,15 @@ mod tests {
         assert_eq!(access_for("/admin"), Access::Admin);
         assert_eq!(access_for("/login"), Access::GuestOnly);
         assert_eq!(access_for("/elsewhere"), Access::Public);
+    }
+
+    #[test]
+    fn pages_contain_the_paths_below_them() {
+        assert!(is_under("/", "/"));
+        assert!(!is_under("/sessions", "/"));
+        assert!(is_under("/sessions/", "/sessions"));
+        assert!(is_under("/sessions/abc", "/sessions"));
+        assert!(!is_under("/sessionsx", "/sessions"));
     }
 
     #[test]
