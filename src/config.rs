@@ -14,6 +14,9 @@ use serde::Deserialize;
 /// Where the settings file is looked for unless `GATEHOUSE_CONFIG` names another.
 pub const DEFAULT_CONFIG_FILE: &str = "Leptos.toml";
 
+/// Hashing threads at most: each keeps `argon2_memory_kib` of memory.
+const MAX_HASH_CONCURRENCY: usize = 256;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
@@ -403,6 +406,13 @@ impl Settings {
                 ));
             }
         }
+        if self.hash_concurrency > MAX_HASH_CONCURRENCY {
+            return Err(invalid(
+                "GATEHOUSE_HASH_CONCURRENCY",
+                self.hash_concurrency.to_string(),
+                "must be 0 (one per core) to 256: each is a thread with its own argon2 memory",
+            ));
+        }
         if argon2::Params::new(self.argon2_memory_kib, self.argon2_iterations, self.argon2_parallelism, None)
             .is_err()
         {
@@ -551,6 +561,7 @@ mod tests {
             ("GATEHOUSE_TRUSTED_PROXIES", "10.0.0.0/99"),
             ("GATEHOUSE_REFRESHES_PER_SESSION", "0/minute"),
             ("GATEHOUSE_ARGON2_MEMORY_KIB", "1"),
+            ("GATEHOUSE_HASH_CONCURRENCY", "257"),
             ("GATEHOUSE_SESSION_MAX_AGE", "9223372036854775807"),
             ("GATEHOUSE_REFRESH_IDLE_TTL", "9223372036854775807"),
         ] {

@@ -1,14 +1,16 @@
-//! Password hashing with argon2id, off the async runtime and with bounded
-//! concurrency so a burst of logins cannot starve the server. Each hash allowed
-//! at once has a working memory of its own, kept between hashes.
+//! Password hashing with argon2id on threads of its own, one per hash allowed
+//! at once, so a burst of logins cannot starve the server. Each thread keeps
+//! its argon2 working memory between hashes.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rand_core::OsRng;
 use subtle::ConstantTimeEq;
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 use super::AuthError;
 
@@ -37,19 +39,22 @@ pub enum Verification {
     Mismatch,
 }
 
-/// argon2's working memory (`m_cost` KiB), one per hash that may run at once.
+/// argon2's working memory (`m_cost` KiB), one per hashing thread.
 /// Allocating it for every hash, as argon2's own `PasswordHasher` does, means
 /// zeroing megabytes that argon2's first pass overwrites anyway, and mapping
 /// and unmapping them while other hashes run; that made hashes running side
 /// by side slower than one alone.
 type WorkingMemory = Vec<Block>;
 
+/// A hash waiting for a hashing thread, to run in that thread's memory.
+type Job = Box<dyn FnOnce(&mut WorkingMemory) + Send>;
+
 #[derive(Clone)]
 pub struct PasswordHasher {
     params: Params,
-    permits: Arc<Semaphore>,
-    /// Idle working memories: one is taken with each permit.
-    memories: Arc<Mutex<Vec<WorkingMemory>>>,
+    /// Hashes waiting for a thread. The threads end when the last clone of
+    /// the hasher is dropped.
+    jobs: Sender<Job>,
     /// Verified against when the user does not exist, so that answer costs the
     /// same time as a wrong password.
     dummy_hash: Arc<str>,
@@ -64,10 +69,18 @@ impl PasswordHasher {
         } else {
             concurrency
         };
+        let (jobs, waiting) = channel::<Job>();
+        let waiting = Arc::new(Mutex::new(waiting));
+        for number in 0..concurrency {
+            let (waiting, blocks) = (waiting.clone(), params.block_count());
+            std::thread::Builder::new()
+                .name(format!("argon2-{number}"))
+                .spawn(move || hashing_thread(&waiting, blocks))
+                .map_err(|e| AuthError::Internal(format!("hashing thread: {e}")))?;
+        }
         let mut hasher = Self {
             params,
-            permits: Arc::new(Semaphore::new(concurrency)),
-            memories: Arc::default(),
+            jobs,
             dummy_hash: Arc::from(""),
         };
         let mut random = [0u8; 16];
@@ -125,42 +138,49 @@ impl PasswordHasher {
         .await
     }
 
-    /// Runs `work` on the blocking pool once a permit is free, with that
-    /// permit's working memory.
+    /// Runs `work` on the next free hashing thread, with that thread's
+    /// working memory.
     async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut WorkingMemory) -> Result<T, AuthError> + Send + 'static,
     ) -> Result<T, AuthError> {
-        // The task holds the permit, not the caller: a request cancelled
-        // mid-hash (a client hanging up) must not let another hash start.
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| AuthError::Internal("hashing pool closed".to_string()))?;
-        // One memory per permit; fewer only after a hashing task panicked.
-        let mut memory = idle(&self.memories).pop().unwrap_or_default();
-        let (memories, blocks) = (self.memories.clone(), self.params.block_count());
-        tokio::task::spawn_blocking(move || {
-            // Allocated here on first use, off the async runtime.
-            if memory.len() < blocks {
-                memory.resize(blocks, Block::default());
+        let (done, result) = oneshot::channel();
+        let job: Job = Box::new(move |memory| {
+            // Nobody waits for this hash any more (a client hung up while it
+            // queued): the thread goes on to the next instead.
+            if !done.is_closed() {
+                let _ = done.send(work(memory));
             }
-            let result = work(&mut memory);
-            idle(&memories).push(memory);
-            drop(permit);
-            result
-        })
-        .await
-        .map_err(|e| AuthError::Internal(format!("hashing task: {e}")))?
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| AuthError::Internal("hashing threads stopped".to_string()))?;
+        result
+            .await
+            .map_err(|_| AuthError::Internal("hashing task failed".to_string()))?
     }
 }
 
-/// The idle working memories. A hashing task that panicked holds none, so the
-/// list is sound even then.
-fn idle(memories: &Mutex<Vec<WorkingMemory>>) -> std::sync::MutexGuard<'_, Vec<WorkingMemory>> {
-    memories.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// One hashing thread. It takes the next waiting hash as soon as it is done
+/// with one, so while logins queue every core keeps hashing, without a round
+/// trip through the async runtime between hashes. A hash runs to its end once
+/// started, even if its caller has gone: no more hashes run at once than there
+/// are threads.
+fn hashing_thread(waiting: &Mutex<Receiver<Job>>, blocks: usize) {
+    let mut memory = WorkingMemory::new();
+    loop {
+        let next = waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).recv();
+        let Ok(job) = next else {
+            return;
+        };
+        // Allocated on this thread's first hash.
+        if memory.len() < blocks {
+            memory.resize(blocks, Block::default());
+        }
+        // A hash that panics fails alone (its caller sees the answer channel
+        // closed); the thread and its memory go on to the next.
+        let _ = catch_unwind(AssertUnwindSafe(|| job(&mut memory)));
+    }
 }
 
 /// The parts of a stored PHC string that hashing a candidate password needs.
@@ -294,16 +314,51 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn cancelled_hashes_hold_their_permit_to_the_end() {
-        let h = PasswordHasher::new(8192, 2, 1, 1).await.unwrap();
-        for _ in 0..5 {
-            let hash = h.hash(Password::new("pw".into()));
-            let _ = tokio::time::timeout(std::time::Duration::from_millis(1), hash).await;
+    async fn no_more_hashes_run_at_once_than_there_are_threads() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let h = hasher(1024).await;
+        let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let jobs = (0..6).map(|_| {
+            let (running, most) = (running.clone(), most.clone());
+            h.blocking(move |_| {
+                most.fetch_max(running.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(30));
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok(())
+            })
+        });
+        for done in futures_util::future::join_all(jobs).await {
+            done.unwrap();
         }
+        assert_eq!(most.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_hash_whose_caller_has_gone_is_never_started() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let h = PasswordHasher::new(1024, 1, 1, 1).await.unwrap();
+        let busy = tokio::spawn({
+            let h = h.clone();
+            async move {
+                h.blocking(|_| {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    Ok(())
+                })
+                .await
+            }
+        });
+        // The busy hash goes first and takes the only thread.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let started = Arc::new(AtomicUsize::new(0));
+        for _ in 0..5 {
+            let started = started.clone();
+            let abandoned = h.blocking(move |_| Ok(started.fetch_add(1, Ordering::SeqCst)));
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(1), abandoned).await;
+        }
+        busy.await.unwrap().unwrap();
+        // Queued after the abandoned ones: they have had their turn.
         h.hash(Password::new("pw".into())).await.unwrap();
-        // Had a cancelled hash let the next start, each would have brought a memory of its own.
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        assert_eq!(idle(&h.memories).len(), 1);
+        assert_eq!(started.load(Ordering::SeqCst), 0);
     }
 
     #[test]
