@@ -70,7 +70,8 @@ if [ "$MODE" = debian ]; then
   export RUSTC=/usr/bin/rustc
   export RUSTC_BOOTSTRAP=1
   export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld-22
-  LIB_CARGO_ARGS=(--lib-cargo-args=-Zbuild-std=std,panic_abort)
+  # optimize_for_size: std's smaller sorting, formatting and float parsing.
+  LIB_CARGO_ARGS=(--lib-cargo-args=-Zbuild-std=std,panic_abort --lib-cargo-args=-Zbuild-std-features=optimize_for_size)
 fi
 # Release WASM only, where std is built from source: a panic aborts without
 # formatting a message, and panic locations and `Debug` output are left out.
