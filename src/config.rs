@@ -410,7 +410,7 @@ impl Settings {
             return Err(invalid(
                 "GATEHOUSE_HASH_CONCURRENCY",
                 self.hash_concurrency.to_string(),
-                "must be 0 (one per core) to 256: each is a thread with its own argon2 memory",
+                &format!("must be 0 (one per core) to {MAX_HASH_CONCURRENCY}: each is a thread with its own argon2 memory"),
             ));
         }
         if argon2::Params::new(self.argon2_memory_kib, self.argon2_iterations, self.argon2_parallelism, None)
