@@ -1,5 +1,5 @@
 import { expect, test, type Page } from "@playwright/test";
-import { createAccount, createAdmin, logIn } from "./support";
+import { countRequests, createAccount, createAdmin, logIn } from "./support";
 import { databaseUrl } from "../playwright.config";
 import { waitForHydration } from "./pages/app";
 
@@ -115,4 +115,32 @@ test("the navigation marks the page you are on, rendered and after client-side n
   await page.goto("/account");
   await expect(app.nav("Account")).toHaveAttribute("aria-current", "page");
   await expect(app.nav("Sessions")).not.toHaveAttribute("aria-current", /.*/);
+});
+
+test("a loaded page shows its lists from the server's HTML and fetches them only on client-side navigation", async ({ browser, request }) => {
+  const admin = createAdmin(databaseUrl);
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const app = await logIn(page, admin);
+  const fetched = {
+    sessions: countRequests(page, "/auth/sessions"),
+    users: countRequests(page, "/api/admin/users"),
+    events: countRequests(page, "/api/admin/events"),
+  };
+
+  for (const [path, list] of [["/sessions", "sessions"], ["/admin", "admin-users"]]) {
+    const response = await page.goto(path);
+    expect(await response!.text()).toContain(`data-testid="${list}"`);
+    await waitForHydration(page);
+    await page.waitForLoadState("networkidle");
+    await expect(page.getByTestId(list)).toContainText(path === "/admin" ? admin : "This device");
+  }
+  expect([fetched.sessions.count, fetched.users.count, fetched.events.count], "hydration fetches nothing").toEqual([0, 0, 0]);
+
+  await app.nav("Sessions").click();
+  await expect(app.sessions).toHaveCount(1);
+  await app.nav("Admin").click();
+  await expect(page.getByTestId("admin-events")).toContainText("login");
+  expect([fetched.sessions.count, fetched.users.count, fetched.events.count], "navigation fetches once each").toEqual([1, 1, 1]);
+  await context.close();
 });

@@ -1,13 +1,11 @@
 //! Pieces several pages share: the header, announcements, the strength meter,
 //! the 403 page, and the sentences for the server's error codes.
 
-use leptos::either::Either;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_location, use_query_map};
 
 use super::auth_store::AuthStore;
-use super::data::LoadError;
 use super::routes::{is_under, ACCOUNT, ADMIN, DASHBOARD, SESSIONS};
 use crate::protocol::{password_rule, ROLE_ADMIN};
 
@@ -45,29 +43,6 @@ pub fn page_messages() -> (RwSignal<Option<String>>, RwSignal<Option<String>>) {
     let error = query.with_untracked(|q| q.get("error")).map(|code| error_message(&code).to_string());
     let notice = query.with_untracked(|q| q.get("notice")).and_then(|code| notice_message(&code));
     (RwSignal::new(error), RwSignal::new(notice.map(str::to_string)))
-}
-
-/// What a page loaded, rendered by `render`, with a placeholder while it loads
-/// and the reason when it could not.
-pub fn loaded<T, V>(
-    resource: Resource<Result<T, LoadError>>,
-    loading: &'static str,
-    render: impl Fn(T) -> V + Copy + Send + Sync + 'static,
-) -> impl IntoView
-where
-    T: Clone + Send + Sync + 'static,
-    V: IntoView + 'static,
-{
-    view! {
-        <Suspense fallback=move || view! { <p aria-busy="true">{loading}</p> }>
-            {move || Suspend::new(async move {
-                match resource.await {
-                    Ok(value) => Either::Left(render(value)),
-                    Err(err) => Either::Right(view! { <p class="error" role="alert">{err.to_string()}</p> }),
-                }
-            })}
-        </Suspense>
-    }
 }
 
 /// A region screen readers announce when its text changes.

@@ -1,11 +1,17 @@
-//! What protected pages load. During server rendering it comes straight from
-//! the auth core, for the session the page guard found; in the browser, from
-//! the HTTP API through the one API client. Either way the page gets the same
-//! values, and the server's arrive in the hydration data.
+//! What protected pages show besides the session. The server's page guard
+//! loads it from the auth core before the page renders (`preload`) and the
+//! page reads it from the request; the same value reaches the browser in the
+//! hydration data. A page reached by client-side navigation, or told to
+//! reload, fetches it from the HTTP API through the one API client.
+//!
+//! A signal and a fetch rather than `Resource` and `<Suspense>`: nothing here
+//! waits during the server render, and the WASM carries none of the async
+//! rendering machinery (BENCHMARKS.md, entry 16).
 
+use leptos::either::EitherOf3;
+use leptos::prelude::*;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-
-use crate::protocol::{AuditEventView, SessionView, UserView};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum LoadError {
@@ -17,37 +23,81 @@ pub enum LoadError {
     Unavailable,
 }
 
-pub async fn sessions() -> Result<Vec<SessionView>, LoadError> {
-    #[cfg(feature = "ssr")]
-    return server::load(|auth, claims| async move { auth.sessions(&claims).await }).await;
+/// A page's data: `None` until it has arrived.
+pub type PageData<T> = RwSignal<Option<Result<T, LoadError>>>;
+
+/// The data of type `T` that the page guard loaded for this page, or, in the
+/// browser, from `api_path`. Runs `reload_on` in an effect and fetches again
+/// whenever what it reads changes; the value shown stays until the new one
+/// arrives.
+pub fn page_data<T>(api_path: &'static str, reload_on: impl Fn() + 'static) -> PageData<T>
+where
+    T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    let data = RwSignal::new(SharedValue::new(preloaded::<T>).into_inner());
     #[cfg(feature = "hydrate")]
-    return browser::load("/auth/sessions").await;
+    {
+        let store = crate::app::auth_store::AuthStore::from_context();
+        let latest = StoredValue::new(0u32);
+        Effect::new(move |seen: Option<()>| {
+            reload_on();
+            // After hydration the server's value is current; a client-side
+            // navigation has none yet.
+            if seen.is_some() || data.with_untracked(Option::is_none) {
+                latest.update_value(|n| *n = n.wrapping_add(1));
+                let this = latest.get_value();
+                leptos::task::spawn_local(async move {
+                    let loaded = browser::load(store, api_path).await;
+                    // An answer overtaken by a later request is dropped.
+                    if latest.get_value() == this {
+                        data.set(Some(loaded));
+                    }
+                });
+            }
+        });
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (api_path, reload_on);
+    data
 }
 
-pub async fn admin_users() -> Result<Vec<UserView>, LoadError> {
-    #[cfg(feature = "ssr")]
-    return server::load(|auth, claims| async move { auth.admin_users(&claims).await }).await;
-    #[cfg(feature = "hydrate")]
-    return browser::load("/api/admin/users").await;
+/// `data` rendered by `render`, with a placeholder until it arrives and the
+/// reason when it could not be loaded.
+pub fn show<T, V>(data: PageData<T>, loading: &'static str, render: impl Fn(T) -> V + Send + Sync + 'static) -> impl IntoView
+where
+    T: Clone + Send + Sync + 'static,
+    V: IntoView + 'static,
+{
+    move || match data.get() {
+        None => EitherOf3::A(view! { <p aria-busy="true">{loading}</p> }),
+        Some(Ok(value)) => EitherOf3::B(render(value)),
+        Some(Err(err)) => EitherOf3::C(view! { <p class="error" role="alert">{err.to_string()}</p> }),
+    }
 }
 
-pub async fn admin_events() -> Result<Vec<AuditEventView>, LoadError> {
+/// What the page guard put into this request for `T`; in the browser, nothing
+/// (during hydration the server's value is read instead of calling this).
+fn preloaded<T: Clone + Send + Sync + 'static>() -> Option<Result<T, LoadError>> {
     #[cfg(feature = "ssr")]
-    return server::load(|auth, claims| async move { auth.admin_events(&claims).await }).await;
-    #[cfg(feature = "hydrate")]
-    return browser::load("/api/admin/events").await;
+    return use_context::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<server::Preloaded<T>>().map(|p| p.0.clone()));
+    #[cfg(not(feature = "ssr"))]
+    None
 }
 
 #[cfg(feature = "ssr")]
+pub use server::preload;
+
+#[cfg(feature = "ssr")]
 mod server {
-    use std::future::Future;
-    use std::sync::Arc;
-
-    use leptos::prelude::use_context;
-
     use super::LoadError;
-    use crate::auth::{Auth, AuthError, PageSession};
+    use crate::app::routes::{page_of, ADMIN, SESSIONS};
+    use crate::auth::{Auth, AuthError};
     use crate::protocol::AccessClaims;
+
+    /// A page's data in the request's extensions, by its type.
+    #[derive(Clone)]
+    pub struct Preloaded<T>(pub Result<T, LoadError>);
 
     impl From<AuthError> for LoadError {
         fn from(err: AuthError) -> Self {
@@ -62,17 +112,23 @@ mod server {
         }
     }
 
-    /// Runs `call` for the session the page guard put into the request.
-    pub async fn load<T, F, Fut>(call: F) -> Result<T, LoadError>
-    where
-        F: FnOnce(Arc<Auth>, AccessClaims) -> Fut,
-        Fut: Future<Output = Result<T, AuthError>>,
-    {
-        let auth = use_context::<Arc<Auth>>().ok_or(LoadError::Unavailable)?;
-        let session = use_context::<http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<PageSession>().cloned())
-            .ok_or(LoadError::SignedOut)?;
-        Ok(call(auth, session.claims).await?)
+    fn preloaded<T>(loaded: Result<T, AuthError>) -> Preloaded<T> {
+        Preloaded(loaded.map_err(LoadError::from))
+    }
+
+    /// Loads what the page at `path` shows for the session of `claims`.
+    pub async fn preload(auth: &Auth, path: &str, claims: &AccessClaims, extensions: &mut http::Extensions) {
+        match page_of(path) {
+            SESSIONS => {
+                extensions.insert(preloaded(auth.sessions(claims).await));
+            }
+            ADMIN => {
+                let (users, events) = tokio::join!(auth.admin_users(claims), auth.admin_events(claims));
+                extensions.insert(preloaded(users));
+                extensions.insert(preloaded(events));
+            }
+            _ => {}
+        }
     }
 }
 
@@ -95,8 +151,7 @@ mod browser {
         }
     }
 
-    pub async fn load<T: DeserializeOwned>(path: &str) -> Result<T, LoadError> {
-        let api = Api::new(AuthStore::from_context());
-        Ok(send_wrapper::SendWrapper::new(api.get(path)).await?)
+    pub async fn load<T: DeserializeOwned>(store: AuthStore, path: &str) -> Result<T, LoadError> {
+        Ok(Api::new(store).get(path).await?)
     }
 }

@@ -5,7 +5,8 @@
 //!   client's guards);
 //! - `auth_store`: the in-memory access token and its claims;
 //! - `guard`: the client-side guards; `pages`: one module per page;
-//! - `data`: what pages load, from the core on the server and the API in the browser;
+//! - `data`: what protected pages show, loaded before they render and fetched
+//!   on client-side navigation;
 //! - `live_feed`: what the live socket said, for the pages to show;
 //! - `client` (browser only): the API client, the shared refresh, tab
 //!   cooperation, the live socket.
@@ -20,6 +21,8 @@ pub mod auth_store;
 pub mod client;
 mod components;
 mod data;
+#[cfg(feature = "ssr")]
+pub use data::preload;
 mod guard;
 pub mod live_feed;
 mod pages;

@@ -23,7 +23,7 @@ pub const ACCOUNT: &str = "/account";
 pub const ADMIN: &str = "/admin";
 
 pub fn access_for(path: &str) -> Access {
-    match without_trailing_slash(path) {
+    match page_of(path) {
         LOGIN | REGISTER => Access::GuestOnly,
         DASHBOARD | SESSIONS | ACCOUNT => Access::Member,
         ADMIN => Access::Admin,
@@ -34,12 +34,12 @@ pub fn access_for(path: &str) -> Access {
 /// Whether `path` is `page` or below it (`/sessions/x` is under `/sessions`;
 /// only `/` is under `/`): where a navigation link marks its page current.
 pub fn is_under(path: &str, page: &str) -> bool {
-    let path = without_trailing_slash(path);
+    let path = page_of(path);
     path == page || (page != DASHBOARD && path.strip_prefix(page).is_some_and(|rest| rest.starts_with('/')))
 }
 
-/// `/sessions/` as `/sessions`; `/` stays as it is.
-fn without_trailing_slash(path: &str) -> &str {
+/// The page a path shows: `/sessions/` is `/sessions`; `/` stays as it is.
+pub fn page_of(path: &str) -> &str {
     if path.len() > 1 {
         path.trim_end_matches('/')
     } else {

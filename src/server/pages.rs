@@ -1,7 +1,8 @@
 //! The page guard: runs before a page renders. It finds the session behind the
 //! refresh cookie (without rotating it), redirects with a real HTTP redirect
 //! where the page is not for this visitor, and hands the session, with a freshly
-//! minted access token, to the render through the request's extensions.
+//! minted access token, and what the page shows (`app::preload`), to the
+//! render through the request's extensions.
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -44,6 +45,7 @@ pub async fn guard_pages(
     }
     let carries_token = session.is_some();
     if let Some(session) = session {
+        crate::app::preload(&state.auth, &path, &session.claims, request.extensions_mut()).await;
         request.extensions_mut().insert(session);
     }
     let mut response = next.run(request).await;

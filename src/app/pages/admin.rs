@@ -4,23 +4,23 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use crate::app::components::{loaded, time_text};
-use crate::app::data;
+use crate::app::components::time_text;
+use crate::app::data::{page_data, show};
 use crate::protocol::{AuditEventView, UserView};
 
 #[component]
 pub fn AdminPage() -> impl IntoView {
-    let users = Resource::new(|| (), |()| data::admin_users());
-    let events = Resource::new(|| (), |()| data::admin_events());
+    let users = page_data::<Vec<UserView>>("/api/admin/users", || ());
+    let events = page_data::<Vec<AuditEventView>>("/api/admin/events", || ());
     view! {
         <Title text="Admin · Gatehouse"/>
         <section class="card">
             <h1>"Users"</h1>
-            {loaded(users, "Loading users…", users_table)}
+            {show(users, "Loading users…", users_table)}
         </section>
         <section class="card">
             <h2>"Recent security events"</h2>
-            {loaded(events, "Loading events…", events_table)}
+            {show(events, "Loading events…", events_table)}
         </section>
     }
 }

@@ -6,10 +6,10 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::app::auth_store::AuthStore;
-use crate::app::components::{device_text, loaded, page_messages, time_text, Announce};
+use crate::app::components::{device_text, page_messages, time_text, Announce};
 #[cfg(feature = "hydrate")]
 use crate::app::components::{error_message, notice_message};
-use crate::app::data;
+use crate::app::data::{page_data, show};
 use crate::app::live_feed::LiveFeed;
 use crate::protocol::SessionView;
 
@@ -19,7 +19,10 @@ pub fn SessionsPage() -> impl IntoView {
     let version = RwSignal::new(0u32);
     let feed = LiveFeed::from_context();
     // Reloads when a session appears or ends elsewhere, as the live socket tells.
-    let sessions = Resource::new(move || (version.get(), feed.sessions_changed.get()), |_| data::sessions());
+    let sessions = page_data::<Vec<SessionView>>("/auth/sessions", move || {
+        version.track();
+        feed.sessions_changed.track();
+    });
     let (error, notice) = page_messages();
 
     let revoke = move |id: String| {
@@ -64,7 +67,7 @@ pub fn SessionsPage() -> impl IntoView {
             <p class="hint">"Every browser or device where you are logged in. Sign out any you do not recognise."</p>
             <Announce message=notice kind="notice"/>
             <Announce message=error/>
-            {loaded(sessions, "Loading sessions…", move |list: Vec<SessionView>| view! {
+            {show(sessions, "Loading sessions…", move |list: Vec<SessionView>| view! {
                 <ul class="sessions" data-testid="sessions">
                     {list.into_iter().map(|s| view! { <SessionItem session=s revoke=revoke/> }).collect_view()}
                 </ul>
