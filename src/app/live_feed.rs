@@ -31,18 +31,10 @@ impl LiveStatus {
     }
 }
 
-/// One event as the page lists it: numbered in arrival order, so the list can
-/// key its rows without comparing events.
-#[derive(Debug, Clone)]
-pub struct LiveEvent {
-    pub number: u64,
-    pub message: ServerMessage,
-}
-
 #[derive(Debug, Clone, Copy)]
 pub struct LiveFeed {
     pub status: RwSignal<LiveStatus>,
-    pub events: RwSignal<Vec<LiveEvent>>,
+    pub events: RwSignal<Vec<ServerMessage>>,
     /// Bumped when a session of the user appeared or ended elsewhere.
     pub sessions_changed: RwSignal<u32>,
     /// Bumped by the "Reconnect" button.
@@ -72,8 +64,7 @@ impl LiveFeed {
             self.sessions_changed.update(|n| *n += 1);
         }
         self.events.update(|events| {
-            let number = events.first().map_or(0, |newest| newest.number + 1);
-            events.insert(0, LiveEvent { number, message });
+            events.insert(0, message);
             events.truncate(KEPT);
         });
     }

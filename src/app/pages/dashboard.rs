@@ -75,6 +75,7 @@ fn LiveEvents() -> impl IntoView {
         LiveStatus::Down => "Disconnected",
     };
     let state = move || feed.status.get().name();
+    let newest = move || feed.events.with(|events| events.first().map(event_text));
     view! {
         <section class="card">
             <h2>"Live events"</h2>
@@ -87,11 +88,15 @@ fn LiveEvents() -> impl IntoView {
                         on:click=move |_| feed.retry.update(|n| *n += 1)>"Reconnect"</button>
                 })}
             </p>
-            <ul class="events" data-testid="live-events" aria-live="polite">
-                <For each=move || feed.events.get() key=|event| event.number let:event>
-                    <li data-type=event_type(&event.message)>{event_text(&event.message)}</li>
-                </For>
+            <ul class="events" data-testid="live-events">
+                {move || feed.events.with(|events| {
+                    events.iter().map(|event| view! {
+                        <li data-type=event_type(event)>{event_text(event)}</li>
+                    }).collect_view()
+                })}
             </ul>
+            // The list is redrawn whole; screen readers hear only the newest event.
+            <p class="visually-hidden" role="status" aria-live="polite">{newest}</p>
         </section>
     }
 }
