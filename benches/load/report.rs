@@ -177,10 +177,8 @@ impl Report {
         let verdict = |br: u64| if br < 200_000 { "met" } else { "**missed**" };
         let _ = writeln!(
             text,
-            "\nGoal, brotli under 200 KB: what every page loads, {:.0} KB: {}. The largest page with its own chunks, {:.0} KB: {}.",
-            kb(main_br),
+            "\nGoal, brotli under 200 KB (200,000 bytes): what every page loads, {main_br} bytes: {}. The largest page with its own chunks, {largest_page} bytes: {}.",
             verdict(main_br),
-            kb(largest_page),
             verdict(largest_page)
         );
         self.sections.push(text);
