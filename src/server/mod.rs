@@ -10,7 +10,6 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{middleware, Json, Router};
 use leptos::config::LeptosOptions;
-use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tower::ServiceBuilder;
 use tower_http::services::ServeDir;
@@ -76,18 +75,10 @@ impl FromRef<AppState> for LeptosOptions {
 pub fn app(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let pages = Router::new()
-        .leptos_routes_with_context(
-            &state,
-            routes,
-            {
-                let state = state.clone();
-                move || provide_context(state.auth.clone())
-            },
-            {
-                let leptos = state.leptos.clone();
-                move || shell(leptos.clone())
-            },
-        )
+        .leptos_routes(&state, routes, {
+            let leptos = state.leptos.clone();
+            move || shell(leptos.clone())
+        })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         // Before anything renders: redirect visitors a page is not for.
         .layer(middleware::from_fn_with_state(state.clone(), pages::guard_pages))
