@@ -11,6 +11,9 @@ test("a login on another browser appears live on the dashboard", async ({ browse
   await logIn(await other.newPage(), name);
   const created = app.liveEvents.and(page.locator("[data-type=session_created]"));
   await expect(created.first()).toContainText("new login from Chrome on Linux at 127.0.0.1");
+  // The list is redrawn whole; screen readers are told only the newest event.
+  await expect(page.locator("[role=status][aria-live=polite]").filter({ hasText: "new login from" })).toHaveCount(1);
+  await expect(page.getByTestId("live-events")).not.toHaveAttribute("aria-live", /.*/);
   await other.close();
 });
 
