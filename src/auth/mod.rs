@@ -377,6 +377,8 @@ impl Auth {
                 &NewSession {
                     id,
                     user_id: user.id.clone(),
+                    username: user.username.clone(),
+                    role: user.role.clone(),
                     now,
                     idle_ttl: self.settings.refresh_idle_ttl,
                     max_age: self.settings.session_max_age,

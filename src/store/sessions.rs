@@ -9,7 +9,7 @@ use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, Row, Transaction};
 
-use super::audit::{insert_audit, AuditRecord};
+use super::audit::AuditRecord;
 use super::{Backend, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +81,9 @@ const BY_TOKEN: &str = "FROM refresh_tokens t JOIN sessions s ON s.id = t.sessio
 pub struct NewSession {
     pub id: String,
     pub user_id: String,
+    /// The user's name and role, as the returned [`SessionRecord`] carries them.
+    pub username: String,
+    pub role: String,
     pub now: i64,
     pub idle_ttl: i64,
     pub max_age: i64,
@@ -142,30 +145,52 @@ impl Store {
     /// (the login or registration that started it) in the same transaction:
     /// a session never exists without its audit row, and it is one commit.
     pub async fn create_session(&self, new: &NewSession, event: &AuditRecord) -> Result<SessionRecord, StoreError> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO sessions (id, user_id, created_at, expires_at, user_agent, ip)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&new.id)
-        .bind(&new.user_id)
-        .bind(new.now)
-        .bind(new.now + new.max_age)
-        .bind(&new.user_agent)
-        .bind(&new.ip)
-        .execute(&mut **tx)
-        .await?;
-        sqlx::query(INSERT_TOKEN)
-            .bind(&new.token_hash)
+        let statement = match self.backend {
+            Backend::Postgres => CREATE_SESSION_POSTGRES,
+            Backend::Sqlite => CREATE_SESSION_SQLITE,
+        };
+        let insert = sqlx::query(statement)
             .bind(&new.id)
+            .bind(&new.user_id)
             .bind(new.now)
+            .bind(new.now + new.max_age)
+            .bind(&new.user_agent)
+            .bind(&new.ip)
+            .bind(&new.token_hash)
             .bind(new.now + new.idle_ttl)
-            .execute(&mut **tx)
-            .await?;
-        insert_audit(event).execute(&mut **tx).await?;
-        let session = session_in(&mut tx, &new.id).await?.ok_or(StoreError::Missing)?;
-        tx.commit().await?;
-        Ok(session)
+            .bind(&event.id)
+            .bind(event.at)
+            .bind(&event.kind)
+            .bind(&event.user_id)
+            .bind(&event.username)
+            .bind(&event.session_id)
+            .bind(&event.ip)
+            .bind(&event.user_agent)
+            .bind(&event.detail);
+        match self.backend {
+            // One statement is its own transaction.
+            Backend::Postgres => {
+                insert.execute(&self.pool).await?;
+            }
+            Backend::Sqlite => {
+                let mut tx = self.begin_write().await?;
+                insert.execute(&mut **tx).await?;
+                tx.commit().await?;
+            }
+        }
+        Ok(SessionRecord {
+            id: new.id.clone(),
+            user_id: new.user_id.clone(),
+            username: new.username.clone(),
+            role: new.role.clone(),
+            created_at: new.now,
+            last_used_at: new.now,
+            idle_expires_at: new.now + new.idle_ttl,
+            expires_at: new.now + new.max_age,
+            revoked_at: None,
+            user_agent: new.user_agent.clone(),
+            ip: new.ip.clone(),
+        })
     }
 
     /// Presents the refresh token whose hash is `hash`: asks `admit` whether
@@ -375,6 +400,22 @@ async fn revoke_user_sessions_in(
 }
 
 /// A refresh token row; `$4` is its idle expiry.
+/// A session, its first refresh token and the audit row of what started it
+/// (`$9` to `$17`, as in `audit::INSERT_AUDIT`), written together. Each
+/// statement is a round trip, to the server or to the SQLite connection's
+/// thread: PostgreSQL takes the three inserts as one statement, SQLite as one
+/// batch inside a transaction.
+const CREATE_SESSION_POSTGRES: &str = "WITH s AS (
+         INSERT INTO sessions (id, user_id, created_at, expires_at, user_agent, ip) VALUES ($1, $2, $3, $4, $5, $6)),
+     t AS (INSERT INTO refresh_tokens (hash, session_id, issued_at, idle_expires_at) VALUES ($7, $1, $3, $8))
+     INSERT INTO audit_events (id, at, kind, user_id, username, session_id, ip, user_agent, detail)
+     VALUES ($9, $10, $11, $12, $13, $14, $15, $16, $17)";
+const CREATE_SESSION_SQLITE: &str = "INSERT INTO sessions (id, user_id, created_at, expires_at, user_agent, ip)
+     VALUES ($1, $2, $3, $4, $5, $6);
+     INSERT INTO refresh_tokens (hash, session_id, issued_at, idle_expires_at) VALUES ($7, $1, $3, $8);
+     INSERT INTO audit_events (id, at, kind, user_id, username, session_id, ip, user_agent, detail)
+     VALUES ($9, $10, $11, $12, $13, $14, $15, $16, $17)";
+
 const INSERT_TOKEN: &str =
     "INSERT INTO refresh_tokens (hash, session_id, issued_at, idle_expires_at) VALUES ($1, $2, $3, $4)";
 
