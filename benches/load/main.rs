@@ -30,7 +30,7 @@ use gatehouse::protocol::{Credentials, Me};
 use gatehouse::server::{app, AppState};
 use gatehouse::store::Store;
 use report::{Figure, Report};
-use wrk::{Load, Measured, Turns, ROUNDS, TURN};
+use wrk::{merge, Load, Measured, Turns, ROUNDS, TURN};
 
 const PASSWORD: &str = "benchmark passphrase of decent length 42";
 const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -48,11 +48,16 @@ fn main() {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name(RUNTIME_THREADS)
         .enable_all()
         .build()
         .expect("runtime");
     runtime.block_on(run(Selection(chosen)));
 }
+
+/// The name of the async runtime's threads, its workers and blocking pool:
+/// how the login figure tells their CPU time from the rest.
+const RUNTIME_THREADS: &str = "bench-runtime";
 
 /// What can be chosen to run alone.
 const FIGURES: [&str; 6] = ["me", "page", "login", "refresh", "sockets", "bundle"];
@@ -216,6 +221,8 @@ async fn login_figure(report: &mut Report, sqlite: &Server) {
     let mut turns = Turns::default();
     let mut hash_time = Duration::ZERO;
     let mut login_cpu = CpuTicks::default();
+    let mut threads = ThreadTimes::default();
+    let mut wall = Duration::ZERO;
     for _ in 0..ROUNDS {
         let hash = argon2_alone(TURN).await;
         hash_time += hash / ROUNDS as u32;
@@ -223,15 +230,34 @@ async fn login_figure(report: &mut Report, sqlite: &Server) {
             requests_per_second: cores as f64 / hash.as_secs_f64(),
             ..Measured::default()
         });
-        let before = CpuTicks::now();
+        let (before, threads_before, started) = (CpuTicks::now(), ThreadClock::now(), Instant::now());
         turns.figure.push(wrk::run(&sqlite.base, "/auth/login", &login, TURN));
+        wall += started.elapsed();
         login_cpu = login_cpu.add(CpuTicks::now().since(before));
+        threads = threads.add(ThreadClock::now().since(&threads_before));
     }
     let bound = format!("argon2 bound: {cores} cores / {:.2} ms per hash", hash_time.as_secs_f64() * 1000.0);
+    let logins = merge(&turns.figure).requests;
     report.compared(Figure::new("POST /auth/login", turns, &bound, 0.9), "/s");
     report.note(&format!(
         "During the login turns the machine's CPUs were idle {:.1}% of the time (`/proc/stat`).",
         login_cpu.idle_share() * 100.0
+    ));
+    // Where the two cores went: what the bound counts on (hashes) and what
+    // else each login costs.
+    let busy = wall.as_secs_f64() * cores as f64 * (1.0 - login_cpu.idle_share());
+    let per_login = |seconds: f64| seconds * 1000.0 / logins.max(1) as f64;
+    let elsewhere = (busy - threads.total()).max(0.0);
+    report.note(&format!(
+        "CPU time per login during the login turns (`/proc/self/task/*/schedstat`): {:.2} ms on the hashing threads, \
+         against {:.2} ms for one hash alone; {:.2} ms on the async runtime's threads (HTTP, handlers), {:.2} ms on \
+         SQLite's threads, {:.2} ms on the process's other threads, and {:.2} ms outside this process (wrk, the kernel).",
+        per_login(threads.hashing),
+        hash_time.as_secs_f64() * 1000.0,
+        per_login(threads.runtime),
+        per_login(threads.sqlite),
+        per_login(threads.other),
+        per_login(elsewhere),
     ));
     // What the bound leaves out: hashes running on every core at once share
     // the memory bandwidth argon2 is limited by.
@@ -240,6 +266,68 @@ async fn login_figure(report: &mut Report, sqlite: &Server) {
         "Login's bound times argon2 alone, one hash after another on one thread. With {cores} hashes at once (the product's hasher, no HTTP), the rate was {together:.1} /s: {:.2} of the bound.",
         together * hash_time.as_secs_f64() / cores as f64
     ));
+}
+
+/// Each of this process's threads: its name and nanoseconds on a CPU so far,
+/// from `/proc/self/task/*/{comm,schedstat}`.
+struct ThreadClock(std::collections::HashMap<String, (String, u64)>);
+
+impl ThreadClock {
+    fn now() -> Self {
+        let mut threads = std::collections::HashMap::new();
+        for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task").flatten() {
+            let path = task.path();
+            let (Ok(name), Ok(stat)) =
+                (std::fs::read_to_string(path.join("comm")), std::fs::read_to_string(path.join("schedstat")))
+            else {
+                continue;
+            };
+            let ran: u64 = stat.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0);
+            threads.insert(task.file_name().to_string_lossy().into_owned(), (name.trim().to_string(), ran));
+        }
+        Self(threads)
+    }
+
+    /// CPU time spent since `earlier`, by kind of thread; a thread started
+    /// since counts whole.
+    fn since(&self, earlier: &Self) -> ThreadTimes {
+        let mut spent = ThreadTimes::default();
+        for (id, (name, ran)) in &self.0 {
+            let before = earlier.0.get(id).map_or(0, |(_, ran)| *ran);
+            let seconds = ran.saturating_sub(before) as f64 / 1e9;
+            match name.as_str() {
+                n if n.starts_with("argon2") => spent.hashing += seconds,
+                n if n.starts_with(RUNTIME_THREADS) => spent.runtime += seconds,
+                n if n.starts_with("sqlx-sqlite") => spent.sqlite += seconds,
+                _ => spent.other += seconds,
+            }
+        }
+        spent
+    }
+}
+
+/// CPU seconds by kind of thread.
+#[derive(Debug, Clone, Copy, Default)]
+struct ThreadTimes {
+    hashing: f64,
+    runtime: f64,
+    sqlite: f64,
+    other: f64,
+}
+
+impl ThreadTimes {
+    fn add(self, other: Self) -> Self {
+        Self {
+            hashing: self.hashing + other.hashing,
+            runtime: self.runtime + other.runtime,
+            sqlite: self.sqlite + other.sqlite,
+            other: self.other + other.other,
+        }
+    }
+
+    fn total(self) -> f64 {
+        self.hashing + self.runtime + self.sqlite + self.other
+    }
 }
 
 /// The whole machine's CPU time in ticks, from the first line of `/proc/stat`.
