@@ -24,7 +24,15 @@ const INSERT_AUDIT: &str = "INSERT INTO audit_events (id, at, kind, user_id, use
 
 /// The insert of `event`, to run on the pool or inside a transaction.
 pub(super) fn insert_audit(event: &AuditRecord) -> Query<'_, Any, AnyArguments<'_>> {
-    sqlx::query(INSERT_AUDIT)
+    bind_audit(sqlx::query(INSERT_AUDIT), event)
+}
+
+/// `query` with `event`'s columns bound next, in [`INSERT_AUDIT`]'s order.
+pub(super) fn bind_audit<'q>(
+    query: Query<'q, Any, AnyArguments<'q>>,
+    event: &'q AuditRecord,
+) -> Query<'q, Any, AnyArguments<'q>> {
+    query
         .bind(&event.id)
         .bind(event.at)
         .bind(&event.kind)

@@ -9,7 +9,7 @@ use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, Row, Transaction};
 
-use super::audit::AuditRecord;
+use super::audit::{bind_audit, AuditRecord};
 use super::{Backend, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,7 +149,7 @@ impl Store {
             Backend::Postgres => CREATE_SESSION_POSTGRES,
             Backend::Sqlite => CREATE_SESSION_SQLITE,
         };
-        let insert = sqlx::query(statement)
+        let query = sqlx::query(statement)
             .bind(&new.id)
             .bind(&new.user_id)
             .bind(new.now)
@@ -157,16 +157,8 @@ impl Store {
             .bind(&new.user_agent)
             .bind(&new.ip)
             .bind(&new.token_hash)
-            .bind(new.now + new.idle_ttl)
-            .bind(&event.id)
-            .bind(event.at)
-            .bind(&event.kind)
-            .bind(&event.user_id)
-            .bind(&event.username)
-            .bind(&event.session_id)
-            .bind(&event.ip)
-            .bind(&event.user_agent)
-            .bind(&event.detail);
+            .bind(new.now + new.idle_ttl);
+        let insert = bind_audit(query, event);
         match self.backend {
             // One statement is its own transaction.
             Backend::Postgres => {
@@ -399,9 +391,8 @@ async fn revoke_user_sessions_in(
     Ok(ids)
 }
 
-/// A refresh token row; `$4` is its idle expiry.
 /// A session, its first refresh token and the audit row of what started it
-/// (`$9` to `$17`, as in `audit::INSERT_AUDIT`), written together. Each
+/// (`$9` to `$17`, bound by [`bind_audit`]), written together. Each
 /// statement is a round trip, to the server or to the SQLite connection's
 /// thread: PostgreSQL takes the three inserts as one statement, SQLite as one
 /// batch inside a transaction.
@@ -416,6 +407,7 @@ const CREATE_SESSION_SQLITE: &str = "INSERT INTO sessions (id, user_id, created_
      INSERT INTO audit_events (id, at, kind, user_id, username, session_id, ip, user_agent, detail)
      VALUES ($9, $10, $11, $12, $13, $14, $15, $16, $17)";
 
+/// A refresh token row; `$4` is its idle expiry.
 const INSERT_TOKEN: &str =
     "INSERT INTO refresh_tokens (hash, session_id, issued_at, idle_expires_at) VALUES ($1, $2, $3, $4)";
 
