@@ -36,8 +36,6 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("already exists")]
     Conflict,
-    #[error("a row written a moment ago is missing")]
-    Missing,
     #[error("cannot create the database directory {path}: {source}")]
     Directory {
         path: String,

@@ -145,19 +145,32 @@ impl Store {
     /// (the login or registration that started it) in the same transaction:
     /// a session never exists without its audit row, and it is one commit.
     pub async fn create_session(&self, new: &NewSession, event: &AuditRecord) -> Result<SessionRecord, StoreError> {
+        let session = SessionRecord {
+            id: new.id.clone(),
+            user_id: new.user_id.clone(),
+            username: new.username.clone(),
+            role: new.role.clone(),
+            created_at: new.now,
+            last_used_at: new.now,
+            idle_expires_at: new.now + new.idle_ttl,
+            expires_at: new.now + new.max_age,
+            revoked_at: None,
+            user_agent: new.user_agent.clone(),
+            ip: new.ip.clone(),
+        };
         let statement = match self.backend {
             Backend::Postgres => CREATE_SESSION_POSTGRES,
             Backend::Sqlite => CREATE_SESSION_SQLITE,
         };
         let query = sqlx::query(statement)
-            .bind(&new.id)
-            .bind(&new.user_id)
-            .bind(new.now)
-            .bind(new.now + new.max_age)
-            .bind(&new.user_agent)
-            .bind(&new.ip)
+            .bind(&session.id)
+            .bind(&session.user_id)
+            .bind(session.created_at)
+            .bind(session.expires_at)
+            .bind(&session.user_agent)
+            .bind(&session.ip)
             .bind(&new.token_hash)
-            .bind(new.now + new.idle_ttl);
+            .bind(session.idle_expires_at);
         let insert = bind_audit(query, event);
         match self.backend {
             // One statement is its own transaction.
@@ -170,19 +183,7 @@ impl Store {
                 tx.commit().await?;
             }
         }
-        Ok(SessionRecord {
-            id: new.id.clone(),
-            user_id: new.user_id.clone(),
-            username: new.username.clone(),
-            role: new.role.clone(),
-            created_at: new.now,
-            last_used_at: new.now,
-            idle_expires_at: new.now + new.idle_ttl,
-            expires_at: new.now + new.max_age,
-            revoked_at: None,
-            user_agent: new.user_agent.clone(),
-            ip: new.ip.clone(),
-        })
+        Ok(session)
     }
 
     /// Presents the refresh token whose hash is `hash`: asks `admit` whether
