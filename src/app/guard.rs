@@ -28,6 +28,20 @@ enum Decision {
 #[component]
 pub fn Protected<C: IntoView + 'static>(access: Access, children: TypedChildrenFn<C>) -> impl IntoView {
     let children = children.into_inner();
+    let decision = decide(access);
+    move || match decision.get() {
+        Decision::Allow => EitherOf3::A(view! { <Header/> <main>{children()}</main> }),
+        Decision::Forbid => EitherOf3::B(view! { <Header/> <main><Forbidden/></main> }),
+        Decision::Wait => EitherOf3::C(view! {
+            <main><p class="placeholder" aria-busy="true" data-testid="guard-waiting">"Checking your session…"</p></main>
+        }),
+    }
+}
+
+/// What `Protected` shows, and in the browser the refresh it starts when there
+/// is no token. Apart from `Protected`, which is generic over each page, so
+/// the WASM holds this once rather than once per protected page.
+fn decide(access: Access) -> Memo<Decision> {
     let store = AuthStore::from_context();
     // A memo, so a refreshed token of the same user does not re-render the page.
     let decision = Memo::new(move |_| match store.claims() {
@@ -43,13 +57,7 @@ pub fn Protected<C: IntoView + 'static>(access: Access, children: TypedChildrenF
             });
         }
     });
-    move || match decision.get() {
-        Decision::Allow => EitherOf3::A(view! { <Header/> <main>{children()}</main> }),
-        Decision::Forbid => EitherOf3::B(view! { <Header/> <main><Forbidden/></main> }),
-        Decision::Wait => EitherOf3::C(view! {
-            <main><p class="placeholder" aria-busy="true" data-testid="guard-waiting">"Checking your session…"</p></main>
-        }),
-    }
+    decision
 }
 
 /// For `/login` and `/register`: once a session exists (this page logged in,
