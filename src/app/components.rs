@@ -53,7 +53,7 @@ pub fn Announce(
 ) -> impl IntoView {
     let role = if kind == "error" { "alert" } else { "status" };
     view! {
-        <p class=move || format!("announce {kind}") role=role aria-live="polite" data-testid=format!("{kind}-message")>
+        <p class=format!("announce {kind}") role=role aria-live="polite" data-testid=format!("{kind}-message")>
             {move || message.get().unwrap_or_default()}
         </p>
     }
