@@ -39,8 +39,8 @@ pub fn Protected<C: IntoView + 'static>(access: Access, children: TypedChildrenF
 }
 
 /// What `Protected` shows, and in the browser the refresh it starts when there
-/// is no token. Apart from `Protected`, which is generic over each page, so
-/// the WASM holds this once rather than once per protected page.
+/// is no token. Kept out of `Protected`, which is compiled once per page (it is
+/// generic over the page's view), so the WASM holds this once.
 fn decide(access: Access) -> Memo<Decision> {
     let store = AuthStore::from_context();
     // A memo, so a refreshed token of the same user does not re-render the page.

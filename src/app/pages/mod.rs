@@ -2,7 +2,8 @@
 //! `--split`, a page's code is a WASM chunk of its own, which the server's HTML
 //! preloads where that page is shown and the router fetches on the way to it.
 //! The module every page loads keeps only the shell, the router and the client.
-//! Protected pages are wrapped in `guard::Protected` here.
+//! Protected pages are wrapped in `guard::Protected` here, and every page's
+//! view in `SyncHydrate`.
 
 use leptos::prelude::*;
 use leptos::tachys::html::attribute::any_attribute::AnyAttribute;
