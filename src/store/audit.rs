@@ -19,8 +19,16 @@ pub struct AuditRecord {
     pub detail: Option<String>,
 }
 
-const INSERT_AUDIT: &str = "INSERT INTO audit_events (id, at, kind, user_id, username, session_id, ip, user_agent, detail)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+/// The start of an audit row's insert: its columns, in the order
+/// [`bind_audit`] binds them. A macro so statements can `concat!` it.
+macro_rules! insert_audit_columns {
+    () => {
+        "INSERT INTO audit_events (id, at, kind, user_id, username, session_id, ip, user_agent, detail)"
+    };
+}
+pub(super) use insert_audit_columns;
+
+const INSERT_AUDIT: &str = concat!(insert_audit_columns!(), " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)");
 
 /// The insert of `event`, to run on the pool or inside a transaction.
 pub(super) fn insert_audit(event: &AuditRecord) -> Query<'_, Any, AnyArguments<'_>> {

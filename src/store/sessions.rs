@@ -9,7 +9,7 @@ use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, Row, Transaction};
 
-use super::audit::{bind_audit, AuditRecord};
+use super::audit::{bind_audit, insert_audit_columns, AuditRecord};
 use super::{Backend, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -392,21 +392,39 @@ async fn revoke_user_sessions_in(
     Ok(ids)
 }
 
-/// A session, its first refresh token and the audit row of what started it
-/// (`$9` to `$17`, bound by [`bind_audit`]), written together. Each
-/// statement is a round trip, to the server or to the SQLite connection's
-/// thread: PostgreSQL takes the three inserts as one statement, SQLite as one
-/// batch inside a transaction.
-const CREATE_SESSION_POSTGRES: &str = "WITH s AS (
-         INSERT INTO sessions (id, user_id, created_at, expires_at, user_agent, ip) VALUES ($1, $2, $3, $4, $5, $6)),
-     t AS (INSERT INTO refresh_tokens (hash, session_id, issued_at, idle_expires_at) VALUES ($7, $1, $3, $8))
-     INSERT INTO audit_events (id, at, kind, user_id, username, session_id, ip, user_agent, detail)
-     VALUES ($9, $10, $11, $12, $13, $14, $15, $16, $17)";
-const CREATE_SESSION_SQLITE: &str = "INSERT INTO sessions (id, user_id, created_at, expires_at, user_agent, ip)
-     VALUES ($1, $2, $3, $4, $5, $6);
-     INSERT INTO refresh_tokens (hash, session_id, issued_at, idle_expires_at) VALUES ($7, $1, $3, $8);
-     INSERT INTO audit_events (id, at, kind, user_id, username, session_id, ip, user_agent, detail)
-     VALUES ($9, $10, $11, $12, $13, $14, $15, $16, $17)";
+/// The three inserts of a new session: the session, its first refresh token,
+/// and the audit row of what started it (`$9` to `$17`, bound by
+/// [`bind_audit`]). Macros, so both backends' statements below are made of
+/// the same text.
+macro_rules! insert_new_session {
+    () => {
+        "INSERT INTO sessions (id, user_id, created_at, expires_at, user_agent, ip) VALUES ($1, $2, $3, $4, $5, $6)"
+    };
+}
+macro_rules! insert_first_token {
+    () => {
+        "INSERT INTO refresh_tokens (hash, session_id, issued_at, idle_expires_at) VALUES ($7, $1, $3, $8)"
+    };
+}
+macro_rules! insert_session_audit {
+    () => {
+        concat!(insert_audit_columns!(), " VALUES ($9, $10, $11, $12, $13, $14, $15, $16, $17)")
+    };
+}
+
+/// The three inserts written together. Each statement is a round trip, to the
+/// server or to the SQLite connection's thread: PostgreSQL takes them as one
+/// statement (writing CTEs), SQLite as one batch inside a transaction.
+const CREATE_SESSION_POSTGRES: &str = concat!(
+    "WITH s AS (",
+    insert_new_session!(),
+    "), t AS (",
+    insert_first_token!(),
+    ") ",
+    insert_session_audit!()
+);
+const CREATE_SESSION_SQLITE: &str =
+    concat!(insert_new_session!(), "; ", insert_first_token!(), "; ", insert_session_audit!());
 
 /// A refresh token row; `$4` is its idle expiry.
 const INSERT_TOKEN: &str =
