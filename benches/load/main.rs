@@ -46,8 +46,10 @@ fn main() {
     for name in &chosen {
         assert!(FIGURES.contains(&name.as_str()), "no figure {name:?}: choose from {FIGURES:?}");
     }
+    // The runtime `gatehouse serve` builds: one worker per core, at least two.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .thread_name(RUNTIME_THREADS)
         .enable_all()
         .build()
