@@ -79,6 +79,12 @@ pub struct Settings {
     pub registrations_per_ip: RateLimit,
     /// `GATEHOUSE_REFRESHES_PER_SESSION`: refresh requests per session.
     pub refreshes_per_session: RateLimit,
+    /// `GATEHOUSE_ENDED_SESSION_RETENTION`: a session that ended (logged out,
+    /// revoked, expired) is deleted with its refresh tokens this long after.
+    pub ended_session_retention: i64,
+    /// `GATEHOUSE_AUDIT_RETENTION`: audit events are deleted this long after
+    /// they happened; 0 keeps them for ever.
+    pub audit_retention: i64,
 }
 
 impl Default for Settings {
@@ -102,6 +108,8 @@ impl Default for Settings {
             login_failures_per_ip: RateLimit { count: 20, per_seconds: 60 },
             registrations_per_ip: RateLimit { count: 10, per_seconds: 3600 },
             refreshes_per_session: RateLimit { count: 60, per_seconds: 60 },
+            ended_session_retention: 30 * 24 * 3600,
+            audit_retention: 365 * 24 * 3600,
         }
     }
 }
@@ -203,6 +211,8 @@ struct FileSettings {
     login_failures_per_ip: Option<RateLimit>,
     registrations_per_ip: Option<RateLimit>,
     refreshes_per_session: Option<RateLimit>,
+    ended_session_retention: Option<i64>,
+    audit_retention: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -340,6 +350,13 @@ impl Settings {
                 &env,
                 defaults.refreshes_per_session,
             )?,
+            ended_session_retention: pick(
+                "GATEHOUSE_ENDED_SESSION_RETENTION",
+                file.ended_session_retention,
+                &env,
+                defaults.ended_session_retention,
+            )?,
+            audit_retention: pick("GATEHOUSE_AUDIT_RETENTION", file.audit_retention, &env, defaults.audit_retention)?,
         };
         settings.validate()?;
         Ok(settings)
@@ -385,6 +402,22 @@ impl Settings {
                 "must be at least the access token lifetime",
             ));
         }
+        // A revoked session's row is what refuses its access tokens after a
+        // restart, so it is kept well past their lifetime.
+        if !(86_400..=LONGEST_SESSION).contains(&self.ended_session_retention) {
+            return Err(invalid(
+                "GATEHOUSE_ENDED_SESSION_RETENTION",
+                self.ended_session_retention.to_string(),
+                "must be one day to ten years",
+            ));
+        }
+        if !(0..=100 * 365 * 86_400).contains(&self.audit_retention) {
+            return Err(invalid(
+                "GATEHOUSE_AUDIT_RETENTION",
+                self.audit_retention.to_string(),
+                "must be 0 (for ever) to a hundred years",
+            ));
+        }
         if !(0..=300).contains(&self.refresh_grace) {
             return Err(invalid("GATEHOUSE_REFRESH_GRACE", self.refresh_grace.to_string(), "must be 0 to 300 seconds"));
         }
@@ -413,13 +446,18 @@ impl Settings {
                 &format!("must be 0 (one per core) to {MAX_HASH_CONCURRENCY}: each is a thread with its own argon2 memory"),
             ));
         }
-        if argon2::Params::new(self.argon2_memory_kib, self.argon2_iterations, self.argon2_parallelism, None)
-            .is_err()
+        if let Err(refused) =
+            argon2::Params::new(self.argon2_memory_kib, self.argon2_iterations, self.argon2_parallelism, None)
         {
+            let setting = match refused {
+                argon2::Error::TimeTooSmall => "GATEHOUSE_ARGON2_ITERATIONS",
+                argon2::Error::ThreadsTooFew | argon2::Error::ThreadsTooMany => "GATEHOUSE_ARGON2_PARALLELISM",
+                _ => "GATEHOUSE_ARGON2_MEMORY_KIB",
+            };
             return Err(invalid(
-                "GATEHOUSE_ARGON2_MEMORY_KIB",
+                setting,
                 format!("m={} t={} p={}", self.argon2_memory_kib, self.argon2_iterations, self.argon2_parallelism),
-                "not valid argon2 parameters (memory must be at least 8 KiB per lane)",
+                &format!("not valid argon2 parameters: {refused} (memory must be at least 8 KiB per lane)"),
             ));
         }
         Ok(())
@@ -561,9 +599,13 @@ mod tests {
             ("GATEHOUSE_TRUSTED_PROXIES", "10.0.0.0/99"),
             ("GATEHOUSE_REFRESHES_PER_SESSION", "0/minute"),
             ("GATEHOUSE_ARGON2_MEMORY_KIB", "1"),
+            ("GATEHOUSE_ARGON2_ITERATIONS", "0"),
+            ("GATEHOUSE_ARGON2_PARALLELISM", "0"),
             ("GATEHOUSE_HASH_CONCURRENCY", "257"),
             ("GATEHOUSE_SESSION_MAX_AGE", "9223372036854775807"),
             ("GATEHOUSE_REFRESH_IDLE_TTL", "9223372036854775807"),
+            ("GATEHOUSE_ENDED_SESSION_RETENTION", "3600"),
+            ("GATEHOUSE_AUDIT_RETENTION", "-1"),
         ] {
             let env = |n: &str| (n == name).then(|| value.to_string());
             let err = Settings::from_sources("Leptos.toml", None, env).unwrap_err();

@@ -3,35 +3,55 @@
 
 use serde::{Deserialize, Serialize};
 
+/// `Debug` for a struct holding secrets: every field is named, and the
+/// secret ones print as `<redacted>`, so a value logged by mistake never
+/// shows a password or a token.
+macro_rules! debug_redacting {
+    ($type:ident { $($field:ident),* ; secret: $($secret:ident),+ }) => {
+        impl std::fmt::Debug for $type {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($type))
+                    $(.field(stringify!($field), &self.$field))*
+                    $(.field(stringify!($secret), &format_args!("<redacted>")))+
+                    .finish()
+            }
+        }
+    };
+}
+pub(crate) use debug_redacting;
+
 /// The role every registered user has.
 pub const ROLE_USER: &str = "user";
 /// The role that may see `/admin` and `/api/admin/*`.
 pub const ROLE_ADMIN: &str = "admin";
 
 /// `POST /auth/register` and `POST /auth/login`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     pub username: String,
     pub password: String,
 }
+debug_redacting!(Credentials { username; secret: password });
 
 /// `POST /auth/password`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     pub current_password: String,
     pub new_password: String,
 }
+debug_redacting!(PasswordChange { ; secret: current_password, new_password });
 
 /// The body of every response that hands out an access token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: String,
     /// Seconds until the access token expires.
     pub expires_in: u64,
 }
+debug_redacting!(TokenResponse { token_type, expires_in; secret: access_token });
 
 /// `GET /api/me`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,12 +65,13 @@ pub struct Me {
 /// Who is logged in, as the server found out from the refresh cookie while
 /// rendering a page, with an access token minted for that session. Travels to
 /// the browser in the hydration data, so the page starts with a full token store.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PageAuth {
     pub access_token: String,
     pub expires_in: u64,
     pub username: String,
 }
+debug_redacting!(PageAuth { expires_in, username; secret: access_token });
 
 /// One entry of `GET /auth/sessions`. Times are Unix seconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -310,6 +331,32 @@ pub mod username_rule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_hides_passwords_and_tokens() {
+        let credentials = Credentials {
+            username: "ada".into(),
+            password: "hunter2-secret".into(),
+        };
+        let change = PasswordChange {
+            current_password: "old-secret".into(),
+            new_password: "new-secret".into(),
+        };
+        let token = TokenResponse {
+            access_token: "eyJ.secret.sig".into(),
+            token_type: "Bearer".into(),
+            expires_in: 900,
+        };
+        let page = PageAuth {
+            access_token: "eyJ.secret.sig".into(),
+            expires_in: 900,
+            username: "ada".into(),
+        };
+        let shown = format!("{credentials:?} {change:?} {token:?} {page:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("username: \"ada\"") && shown.contains("password: <redacted>"), "{shown}");
+        assert!(shown.contains("expires_in: 900"), "{shown}");
+    }
 
     #[test]
     fn server_messages_read_back_as_sent() {

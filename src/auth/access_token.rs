@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use super::cache::{forget_expired_in, insert_bounded};
 use super::keys::{KeyRing, SigningKey};
 use super::AuthError;
-use crate::protocol::AccessClaims;
+use crate::protocol::{debug_redacting, AccessClaims};
 
 pub const TOKEN_TYPE: &str = "at+jwt";
 /// Anything longer is refused unparsed.
@@ -30,12 +30,13 @@ pub enum TokenError {
 }
 
 /// A freshly signed token and its lifetime.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct IssuedAccessToken {
     pub token: String,
     pub claims: AccessClaims,
     pub expires_in: u64,
 }
+debug_redacting!(IssuedAccessToken { claims, expires_in; secret: token });
 
 pub struct AccessTokens {
     keys: Arc<KeyRing>,

@@ -2,6 +2,7 @@
 //! address, registrations per address, refreshes per session.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -47,9 +48,35 @@ impl AttemptLimit {
 
 /// Only failures spend units; once a failure finds none left, the key is
 /// refused until one comes back, successes included.
+///
+/// A failure is only known once its hash is done, so attempts sent all at once
+/// would all pass a check made before any of them failed. Each key therefore
+/// has at most its allowance of attempts under way at a time: however they are
+/// timed, no more than twice the allowance are checked before the key is
+/// refused.
 pub struct FailureLimit {
     failures: DefaultKeyedRateLimiter<String>,
     blocked_until: Mutex<HashMap<String, Instant>>,
+    under_way: Mutex<HashMap<String, u32>>,
+    allowance: u32,
+}
+
+/// An attempt admitted by [`FailureLimit::admit`]; it is under way until dropped.
+pub struct Attempt<'a> {
+    limit: &'a FailureLimit,
+    key: String,
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        let mut under_way = self.limit.under_way.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = under_way.get_mut(&self.key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                under_way.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl FailureLimit {
@@ -57,16 +84,34 @@ impl FailureLimit {
         Self {
             failures: RateLimiter::keyed(quota(limit)),
             blocked_until: Mutex::new(HashMap::new()),
+            under_way: Mutex::new(HashMap::new()),
+            allowance: limit.count.max(1),
         }
     }
 
-    /// Err(seconds to wait) while the key is blocked.
-    pub fn check(&self, key: &str) -> Result<(), u64> {
-        let blocked = self.blocked_until.lock().unwrap_or_else(|e| e.into_inner());
-        match blocked.get(key) {
-            Some(until) if *until > Instant::now() => Err(seconds(*until - Instant::now())),
-            _ => Ok(()),
+    /// Starts an attempt for `key`, or Err(seconds to wait) while the key is
+    /// blocked or has its allowance of attempts under way (then one second: a
+    /// hash takes milliseconds).
+    pub fn admit(&self, key: &str) -> Result<Attempt<'_>, u64> {
+        {
+            let blocked = self.blocked_until.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(until) = blocked.get(key) {
+                let now = Instant::now();
+                if *until > now {
+                    return Err(seconds(*until - now));
+                }
+            }
         }
+        let mut under_way = self.under_way.lock().unwrap_or_else(|e| e.into_inner());
+        let count = under_way.entry(key.to_string()).or_insert(0);
+        if *count >= self.allowance {
+            return Err(1);
+        }
+        *count += 1;
+        Ok(Attempt {
+            limit: self,
+            key: key.to_string(),
+        })
     }
 
     /// Records a failure; Err(seconds) if it was one too many.
@@ -92,6 +137,19 @@ impl FailureLimit {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|_, until| *until > now);
+    }
+}
+
+/// The key a client address is limited by: an IPv6 address by its /64, the
+/// block one subscriber usually holds whole, so walking through it does not
+/// give an attacker fresh allowances.
+pub fn address_key(ip: &str) -> String {
+    match ip.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => format!("{}/64", Ipv6Addr::from(u128::from(v6) & !(u128::MAX >> 64))),
+        },
+        _ => ip.to_string(),
     }
 }
 
@@ -129,13 +187,34 @@ mod tests {
     fn failures_block_after_the_allowance() {
         let limit = FailureLimit::new(RateLimit { count: 3, per_seconds: 60 });
         for _ in 0..3 {
-            assert!(limit.check("k").is_ok());
+            let _attempt = limit.admit("k").unwrap();
             assert!(limit.record_failure("k").is_ok());
         }
         let wait = limit.record_failure("k").unwrap_err();
         assert!((1..=20).contains(&wait), "{wait}");
-        assert!(limit.check("k").is_err());
-        assert!(limit.check("other").is_ok());
+        assert!(limit.admit("k").is_err());
+        assert!(limit.admit("other").is_ok());
+    }
+
+    #[test]
+    fn attempts_under_way_at_once_are_capped_at_the_allowance() {
+        let limit = FailureLimit::new(RateLimit { count: 2, per_seconds: 60 });
+        let first = limit.admit("k").unwrap();
+        let _second = limit.admit("k").unwrap();
+        assert_eq!(limit.admit("k").err(), Some(1));
+        assert!(limit.admit("other").is_ok());
+        drop(first);
+        assert!(limit.admit("k").is_ok());
+    }
+
+    #[test]
+    fn ipv6_addresses_share_their_64() {
+        assert_eq!(address_key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(address_key("2001:db8:1:2:bbbb::9"), address_key("2001:db8:1:2:aaaa::1"));
+        assert_ne!(address_key("2001:db8:1:3::1"), address_key("2001:db8:1:2::1"));
+        assert_eq!(address_key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(address_key("192.0.2.7"), "192.0.2.7");
+        assert_eq!(address_key(""), "");
     }
 
     #[test]

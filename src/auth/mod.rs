@@ -21,6 +21,7 @@ pub mod password;
 pub mod refresh_token;
 pub mod revocation;
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use access_token::{AccessTokens, IssuedAccessToken, TokenError};
@@ -116,6 +117,9 @@ pub struct ClientInfo {
     pub user_agent: Option<String>,
 }
 
+/// How often, at most, ended sessions and old audit events are deleted (seconds).
+const PRUNE_EVERY: i64 = 3600;
+
 /// What a login, registration or refresh hands out.
 #[derive(Debug, Clone)]
 pub struct NewTokens {
@@ -162,6 +166,8 @@ pub struct Auth {
     revoked: RevokedSessions,
     limits: Limits,
     events: EventBus,
+    /// When this instance last deleted ended sessions and old audit events.
+    pruned_at: AtomicI64,
 }
 
 impl Auth {
@@ -189,6 +195,7 @@ impl Auth {
             page_lookups,
             revoked: RevokedSessions::default(),
             events: EventBus::default(),
+            pruned_at: AtomicI64::new(i64::MIN),
         };
         auth.load_revocations(now).await?;
         Ok(auth)
@@ -244,7 +251,8 @@ impl Auth {
 
     /// Periodic upkeep: forget old revocations, expired verified tokens and idle
     /// rate-limit state, pick up keys rotated and sessions revoked by other
-    /// instances sharing the database.
+    /// instances sharing the database, and, once an hour, delete what is kept
+    /// no longer (see [`Auth::delete_expired_records`]).
     pub async fn maintain(&self) -> Result<(), AuthError> {
         let now = self.now();
         self.revoked.prune(now);
@@ -252,7 +260,31 @@ impl Auth {
         self.page_lookups.forget_expired(now);
         self.limits.forget_idle();
         self.load_revocations(now).await?;
-        self.tokens.keys().reload(now).await
+        self.tokens.keys().reload(now).await?;
+        if now.saturating_sub(self.pruned_at.load(Ordering::Relaxed)) >= PRUNE_EVERY {
+            self.pruned_at.store(now, Ordering::Relaxed);
+            self.delete_expired_records(now).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes sessions that ended longer ago than `ended_session_retention`,
+    /// with their refresh tokens, and audit events older than
+    /// `audit_retention`: otherwise every refresh and failed login would grow
+    /// the database for ever.
+    async fn delete_expired_records(&self, now: i64) -> Result<(), AuthError> {
+        let sessions = self
+            .store
+            .delete_ended_sessions(now - self.settings.ended_session_retention)
+            .await?;
+        let events = match self.settings.audit_retention {
+            0 => 0,
+            retention => self.store.delete_audit_before(now - retention).await?,
+        };
+        if sessions + events > 0 {
+            tracing::info!(sessions, events, "deleted ended sessions and old audit events");
+        }
+        Ok(())
     }
 
     /// Every session revoked recently enough for one of its access tokens to
@@ -269,7 +301,7 @@ impl Auth {
         if let Some(ip) = &client.ip {
             self.limits
                 .registrations_per_ip
-                .check(ip)
+                .check(&limits::address_key(ip))
                 .map_err(|retry_after| AuthError::RateLimited { retry_after })?;
         }
         let user = self.create_user(&username, Password::new(password), ROLE_USER).await?;
@@ -307,10 +339,11 @@ impl Auth {
     pub async fn login(&self, credentials: Credentials, client: &ClientInfo) -> Result<NewTokens, AuthError> {
         let Credentials { username, password } = credentials;
         let name_key = username_rule::key(&username);
-        let ip_key = client.ip.clone().unwrap_or_default();
+        let ip_key = limits::address_key(client.ip.as_deref().unwrap_or_default());
         let limited = |retry_after| AuthError::RateLimited { retry_after };
-        self.limits.login_per_ip.check(&ip_key).map_err(limited)?;
-        self.limits.login_per_username.check(&name_key).map_err(limited)?;
+        // Held until this login is decided (see `FailureLimit`).
+        let _by_ip = self.limits.login_per_ip.admit(&ip_key).map_err(limited)?;
+        let _by_name = self.limits.login_per_username.admit(&name_key).map_err(limited)?;
 
         // Over-long passwords are refused before any hashing work. A name no
         // account can have is looked up nowhere but still costs a (dummy) verify,
@@ -328,9 +361,10 @@ impl Auth {
         let Verification::Match { needs_rehash } = verification else {
             let shown: String = username.chars().filter(|c| !c.is_control()).take(64).collect();
             let detail = format!("username: {shown}");
-            self.audit(AuditKind::LoginFailed, known.as_ref(), None, client, Some(detail)).await?;
+            // Counted first: a failed audit write must not leave the attempt uncounted.
             let by_ip = self.limits.login_per_ip.record_failure(&ip_key);
             let by_name = self.limits.login_per_username.record_failure(&name_key);
+            self.audit(AuditKind::LoginFailed, known.as_ref(), None, client, Some(detail)).await?;
             return match (by_ip, by_name) {
                 (Err(retry_after), _) | (_, Err(retry_after)) => Err(AuthError::RateLimited { retry_after }),
                 _ => Err(AuthError::InvalidCredentials),
@@ -339,10 +373,16 @@ impl Auth {
         let Some(user) = known else {
             return Err(AuthError::InvalidCredentials);
         };
-        if needs_rehash {
+        let user = if needs_rehash {
             let upgraded = self.passwords.hash(Password::new(password)).await?;
             self.store.upgrade_password_hash(&user.id, &user.password_hash, &upgraded).await?;
-        }
+            UserRecord {
+                password_hash: upgraded,
+                ..user
+            }
+        } else {
+            user
+        };
         let tokens = self.start_session(&user, client, AuditKind::LoginOk).await?;
         self.session_created(&tokens.session).await;
         Ok(tokens)
@@ -360,7 +400,8 @@ impl Auth {
     }
 
     /// Starts a session for `user`, recording `started_by` (a login or a
-    /// registration) with it.
+    /// registration) with it, unless the user's password has changed from
+    /// `user.password_hash` meanwhile.
     async fn start_session(
         &self,
         user: &UserRecord,
@@ -388,10 +429,12 @@ impl Auth {
                         .map(|ua| ua.chars().take(MAX_USER_AGENT).collect()),
                     ip: client.ip.clone(),
                     token_hash: refresh.hash(),
+                    password_hash: user.password_hash.clone(),
                 },
                 &event,
             )
-            .await?;
+            .await?
+            .ok_or(AuthError::InvalidCredentials)?;
         let access = self.tokens.issue(&user.id, &user.username, &user.role, &session.id, now)?;
         Ok(NewTokens {
             access,
@@ -614,9 +657,10 @@ impl Auth {
     ) -> Result<(), AuthError> {
         let user = self.store.user_by_id(&claims.sub).await?.ok_or(AuthError::InvalidToken)?;
         let name_key = username_rule::key(&user.username);
-        self.limits
+        let _attempt = self
+            .limits
             .login_per_username
-            .check(&name_key)
+            .admit(&name_key)
             .map_err(|retry_after| AuthError::RateLimited { retry_after })?;
         let verification = if change.current_password.chars().count() > password_rule::MAX_CHARS {
             Verification::Mismatch

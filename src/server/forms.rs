@@ -21,7 +21,7 @@ use super::extract::{Client, RefreshCookie};
 use super::AppState;
 use crate::app::routes::{login_url, safe_next, ACCOUNT, LOGIN, REGISTER, SESSIONS};
 use crate::auth::{AuthError, ClientInfo, NewTokens};
-use crate::protocol::{AccessClaims, Credentials, PasswordChange};
+use crate::protocol::{debug_redacting, AccessClaims, Credentials, PasswordChange};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -33,23 +33,25 @@ pub fn routes() -> Router<AppState> {
         .route("/account/password", post(change_password))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 struct CredentialsForm {
     username: String,
     password: String,
     next: Option<String>,
 }
+debug_redacting!(CredentialsForm { username, next; secret: password });
 
 #[derive(Debug, Deserialize)]
 struct RevokeForm {
     session_id: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 struct PasswordForm {
     current_password: String,
     new_password: String,
 }
+debug_redacting!(PasswordForm { ; secret: current_password, new_password });
 
 async fn login(State(state): State<AppState>, Client(client): Client, request: Request) -> Response {
     credentials_form(&state, &client, request, LOGIN).await
@@ -81,10 +83,15 @@ async fn credentials_form(state: &AppState, client: &ClientInfo, request: Reques
 }
 
 async fn logout(State(state): State<AppState>, Client(client): Client, RefreshCookie(cookie): RefreshCookie) -> Response {
-    if let Err(err) = state.auth.logout(cookie.as_deref(), &client).await {
-        tracing::warn!(error = %err, "logout form failed");
+    match state.auth.logout(cookie.as_deref(), &client).await {
+        Ok(()) => see_other(LOGIN, Some(state.cookies.clear())),
+        // The session is still live: keep the cookie, so the person can try
+        // again, rather than look logged out while it is not.
+        Err(err) => {
+            tracing::warn!(error = %err, "logout form failed");
+            see_other(&with_error(SESSIONS, err), None)
+        }
     }
-    see_other(LOGIN, Some(state.cookies.clear()))
 }
 
 async fn logout_all(

@@ -40,6 +40,10 @@ const PING_EVERY: Duration = Duration::from_secs(20);
 const IDLE_AFTER: Duration = Duration::from_secs(60);
 /// The closing handshake gets this long before the connection is dropped.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// A client gets this long to take each frame. One that has stopped reading
+/// is dropped: waiting on it would hold its slot and stall every check,
+/// its own close included.
+const SEND_WAIT: Duration = Duration::from_secs(10);
 
 pub fn routes() -> Router<AppState> {
     Router::new().route(PATH, get(upgrade))
@@ -136,7 +140,7 @@ async fn serve_socket(mut socket: WebSocket, state: AppState, token: Option<Stri
     let Some(_slot) = state.sockets.claim(&claims.sub) else {
         return close(socket, (CLOSE_TOO_MANY, REASON_TOO_MANY)).await;
     };
-    if send(&mut socket, &ready(&claims)).await.is_err() {
+    if !send(&mut socket, &ready(&claims)).await {
         return;
     }
 
@@ -168,7 +172,7 @@ async fn serve_socket(mut socket: WebSocket, state: AppState, token: Option<Stri
                 }
                 if last_ping.elapsed() >= PING_EVERY {
                     last_ping = Instant::now();
-                    if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    if !deliver(&mut socket, Message::Ping(Default::default())).await {
                         return;
                     }
                 }
@@ -179,7 +183,7 @@ async fn serve_socket(mut socket: WebSocket, state: AppState, token: Option<Stri
             Step::Continue => {}
             Step::Send(messages) => {
                 for message in &messages {
-                    if send(&mut socket, message).await.is_err() {
+                    if !send(&mut socket, message).await {
                         return;
                     }
                 }
@@ -271,9 +275,17 @@ fn forward(claims: &AccessClaims, event: &SessionEvent) -> Step {
     }
 }
 
-async fn send(socket: &mut WebSocket, message: &ServerMessage) -> Result<(), axum::Error> {
-    let text = serde_json::to_string(message).map_err(axum::Error::new)?;
-    socket.send(Message::Text(text.into())).await
+/// Whether `message` was sent.
+async fn send(socket: &mut WebSocket, message: &ServerMessage) -> bool {
+    match serde_json::to_string(message) {
+        Ok(text) => deliver(socket, Message::Text(text.into())).await,
+        Err(_) => false,
+    }
+}
+
+/// Whether `frame` was taken by the client within [`SEND_WAIT`].
+async fn deliver(socket: &mut WebSocket, frame: Message) -> bool {
+    matches!(tokio::time::timeout(SEND_WAIT, socket.send(frame)).await, Ok(Ok(())))
 }
 
 /// Sends the close frame, then waits briefly for the client's answer so the
@@ -283,7 +295,7 @@ async fn close(mut socket: WebSocket, (code, reason): Closing) {
         code,
         reason: Utf8Bytes::from_static(reason),
     };
-    if socket.send(Message::Close(Some(frame))).await.is_ok() {
+    if deliver(&mut socket, Message::Close(Some(frame))).await {
         let _ = tokio::time::timeout(CLOSE_WAIT, async { while let Some(Ok(_)) = socket.recv().await {} }).await;
     }
 }

@@ -59,6 +59,15 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes the events that happened before `before`. How many it deleted.
+    pub async fn delete_audit_before(&self, before: i64) -> Result<u64, StoreError> {
+        self.delete_in_batches(
+            "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE at < $1 LIMIT $2)",
+            before,
+        )
+        .await
+    }
+
     /// The newest events first, at most `limit`.
     pub async fn recent_audit(&self, limit: i64) -> Result<Vec<AuditRecord>, StoreError> {
         let rows = sqlx::query(

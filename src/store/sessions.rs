@@ -90,6 +90,10 @@ pub struct NewSession {
     pub user_agent: Option<String>,
     pub ip: Option<String>,
     pub token_hash: String,
+    /// The password hash the login was checked against: if the user's hash is
+    /// no longer this one (a password change committed while the login
+    /// hashed), no session is made.
+    pub password_hash: String,
 }
 
 /// A page load's session, and when the refresh token it was found by was
@@ -144,7 +148,14 @@ impl Store {
     /// Creates the session with its first refresh token and records `event`
     /// (the login or registration that started it) in the same transaction:
     /// a session never exists without its audit row, and it is one commit.
-    pub async fn create_session(&self, new: &NewSession, event: &AuditRecord) -> Result<SessionRecord, StoreError> {
+    /// `None`, writing nothing, if the user's password hash is no longer
+    /// `new.password_hash`: a password change revokes every session, so a
+    /// login checked against the old password must not add one after it.
+    pub async fn create_session(
+        &self,
+        new: &NewSession,
+        event: &AuditRecord,
+    ) -> Result<Option<SessionRecord>, StoreError> {
         let session = SessionRecord {
             id: new.id.clone(),
             user_id: new.user_id.clone(),
@@ -171,19 +182,18 @@ impl Store {
             .bind(&session.ip)
             .bind(&new.token_hash)
             .bind(session.idle_expires_at);
-        let insert = bind_audit(query, event);
-        match self.backend {
+        let insert = bind_audit(query, event).bind(&new.password_hash);
+        let inserted = match self.backend {
             // One statement is its own transaction.
-            Backend::Postgres => {
-                insert.execute(&self.pool).await?;
-            }
+            Backend::Postgres => insert.execute(&self.pool).await?,
             Backend::Sqlite => {
                 let mut tx = self.begin_write().await?;
-                insert.execute(&mut **tx).await?;
+                let inserted = insert.execute(&mut **tx).await?;
                 tx.commit().await?;
+                inserted
             }
-        }
-        Ok(session)
+        };
+        Ok((inserted.rows_affected() > 0).then_some(session))
     }
 
     /// Presents the refresh token whose hash is `hash`: asks `admit` whether
@@ -349,6 +359,21 @@ impl Store {
         Ok(ids)
     }
 
+    /// Deletes the sessions that ended before `ended_before` (revoked, past
+    /// their absolute age, or idle: no token of theirs was still live then),
+    /// and with them their refresh tokens. How many sessions it deleted.
+    pub async fn delete_ended_sessions(&self, ended_before: i64) -> Result<u64, StoreError> {
+        self.delete_in_batches(
+            "DELETE FROM sessions WHERE id IN (SELECT s.id FROM sessions s
+                 WHERE s.revoked_at < $1 OR s.expires_at < $1
+                    OR NOT EXISTS (SELECT 1 FROM refresh_tokens t
+                                   WHERE t.session_id = s.id AND t.idle_expires_at >= $1)
+                 LIMIT $2)",
+            ended_before,
+        )
+        .await
+    }
+
     /// Sessions revoked after `since`, with the time: what an instance loads at
     /// start so access tokens of recently revoked sessions stay refused.
     pub async fn revoked_since(&self, since: i64) -> Result<Vec<(String, i64)>, StoreError> {
@@ -370,61 +395,76 @@ async fn revoke_user_sessions_in(
     reason: &str,
     now: i64,
 ) -> Result<Vec<String>, StoreError> {
-    let rows = sqlx::query("SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND id <> $2")
-        .bind(user_id)
-        .bind(keep)
-        .fetch_all(&mut **tx)
-        .await?;
-    let ids = rows
-        .iter()
-        .map(|row| row.try_get::<String, _>("id"))
-        .collect::<Result<Vec<_>, _>>()?;
-    sqlx::query(
+    // The ids come from the update itself: on PostgreSQL a session committed
+    // between a separate read and the update would be revoked in the database
+    // but missing from the list, so its tokens and sockets would live on.
+    let rows = sqlx::query(
         "UPDATE sessions SET revoked_at = $1, revoked_reason = $2
-         WHERE user_id = $3 AND revoked_at IS NULL AND id <> $4",
+         WHERE user_id = $3 AND revoked_at IS NULL AND id <> $4
+         RETURNING id",
     )
     .bind(now)
     .bind(reason)
     .bind(user_id)
     .bind(keep)
-    .execute(&mut **tx)
+    .fetch_all(&mut **tx)
     .await?;
-    Ok(ids)
+    rows.iter()
+        .map(|row| row.try_get::<String, _>("id"))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Into::into)
 }
 
 /// The three inserts of a new session: the session, its first refresh token,
 /// and the audit row of what started it (`$9` to `$17`, bound by
-/// [`bind_audit`]). Macros, so both backends' statements below are made of
-/// the same text.
+/// [`bind_audit`]), each selecting from `$from` so that none is made unless
+/// the user still has the password hash `$18`. Macros, so both backends'
+/// statements below are made of the same text.
 macro_rules! insert_new_session {
-    () => {
-        "INSERT INTO sessions (id, user_id, created_at, expires_at, user_agent, ip) VALUES ($1, $2, $3, $4, $5, $6)"
+    ($from:literal) => {
+        concat!(
+            "INSERT INTO sessions (id, user_id, created_at, expires_at, user_agent, ip) SELECT $1, $2, $3, $4, $5, $6 FROM ",
+            $from
+        )
     };
 }
 macro_rules! insert_first_token {
-    () => {
-        "INSERT INTO refresh_tokens (hash, session_id, issued_at, idle_expires_at) VALUES ($7, $1, $3, $8)"
+    ($from:literal) => {
+        concat!(
+            "INSERT INTO refresh_tokens (hash, session_id, issued_at, idle_expires_at) SELECT $7, $1, $3, $8 FROM ",
+            $from
+        )
     };
 }
 macro_rules! insert_session_audit {
-    () => {
-        concat!(insert_audit_columns!(), " VALUES ($9, $10, $11, $12, $13, $14, $15, $16, $17)")
+    ($from:literal) => {
+        concat!(insert_audit_columns!(), " SELECT $9, $10, $11, $12, $13, $14, $15, $16, $17 FROM ", $from)
     };
 }
 
 /// The three inserts written together. Each statement is a round trip, to the
 /// server or to the SQLite connection's thread: PostgreSQL takes them as one
 /// statement (writing CTEs), SQLite as one batch inside a transaction.
+///
+/// On PostgreSQL the user's row is share-locked while the session is made:
+/// a password change already under way is waited for (and then the hash no
+/// longer matches), and one that comes later waits for this commit, so its
+/// revocation sees the new session. SQLite's single writer orders them.
 const CREATE_SESSION_POSTGRES: &str = concat!(
-    "WITH s AS (",
-    insert_new_session!(),
-    "), t AS (",
-    insert_first_token!(),
+    "WITH u AS (SELECT 1 FROM users WHERE id = $2 AND password_hash = $18 FOR SHARE), s AS (",
+    insert_new_session!("u"),
+    " RETURNING id), t AS (",
+    insert_first_token!("s"),
     ") ",
-    insert_session_audit!()
+    insert_session_audit!("s")
 );
-const CREATE_SESSION_SQLITE: &str =
-    concat!(insert_new_session!(), "; ", insert_first_token!(), "; ", insert_session_audit!());
+const CREATE_SESSION_SQLITE: &str = concat!(
+    insert_new_session!("users WHERE id = $2 AND password_hash = $18"),
+    "; ",
+    insert_first_token!("sessions WHERE id = $1"),
+    "; ",
+    insert_session_audit!("sessions WHERE id = $1")
+);
 
 /// A refresh token row; `$4` is its idle expiry.
 const INSERT_TOKEN: &str =

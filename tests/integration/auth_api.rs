@@ -12,6 +12,7 @@ both_backends!(
     register_refuses_bad_input,
     login_refuses_unknown_users_and_wrong_passwords_alike,
     failed_logins_are_rate_limited_per_username,
+    failed_logins_sent_at_once_are_rate_limited_too,
     registrations_are_rate_limited_per_address,
     refresh_rotates_the_cookie,
     replay_inside_grace_returns_the_same_successor,
@@ -21,8 +22,10 @@ both_backends!(
     garbage_or_missing_cookie_is_refused_and_cleared,
     logout_ends_the_session_and_its_access_token,
     logout_all_ends_every_session,
+    ended_sessions_and_old_audit_events_are_deleted,
     sessions_list_and_revoke,
     password_change_keeps_this_session_only,
+    a_login_checked_against_a_changed_password_makes_no_session,
     me_and_token_failures,
     admin_endpoints_need_the_admin_role,
     jwks_verifies_tokens_outside_the_server,
@@ -165,6 +168,35 @@ async fn failed_logins_are_rate_limited_per_username(backend: Backend) {
     server.finish().await;
 }
 
+/// Failures are only known once hashed; attempts sent together must not all
+/// be hashed before the first of them counts. Every hashed failure leaves a
+/// `login_failed` audit row, refused ones none.
+async fn failed_logins_sent_at_once_are_rate_limited_too(backend: Backend) {
+    let server = TestServer::start_with(backend, |s| {
+        s.login_failures_per_username = gatehouse::config::RateLimit { count: 3, per_seconds: 60 };
+        // Hashes slow enough that the attempts are all under way together.
+        s.argon2_memory_kib = 16 * 1024;
+    })
+    .await;
+    server.register("alice").await;
+    let attempts = (0..40).map(|_| server.login("alice", "wrong password one"));
+    let statuses: Vec<StatusCode> = futures_util::future::join_all(attempts).await.iter().map(|r| r.status()).collect();
+    assert!(
+        statuses.iter().all(|s| [StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS].contains(s)),
+        "{statuses:?}"
+    );
+    let pool = sqlx::AnyPool::connect(&server.settings.database_url).await.unwrap();
+    let hashed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE kind = 'login_failed'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    // 3 failures allowed, at most 3 attempts under way at once.
+    assert!((1..=6).contains(&hashed), "{hashed} of 40 attempts sent at once were hashed: {statuses:?}");
+    assert_eq!(server.login("alice", PASSWORD).await.status(), StatusCode::TOO_MANY_REQUESTS);
+    server.finish().await;
+}
+
 async fn registrations_are_rate_limited_per_address(backend: Backend) {
     let server = TestServer::start_with(backend, |s| {
         s.registrations_per_ip = gatehouse::config::RateLimit { count: 2, per_seconds: 3600 };
@@ -263,6 +295,53 @@ async fn an_old_token_revokes_a_session_that_outlived_its_successor(backend: Bac
     let reasons: Vec<String> = sqlx::query_scalar("SELECT revoked_reason FROM sessions").fetch_all(&pool).await.unwrap();
     pool.close().await;
     assert_eq!(reasons, ["refresh_reuse"]);
+    server.finish().await;
+}
+
+async fn ended_sessions_and_old_audit_events_are_deleted(backend: Backend) {
+    const DAY: i64 = 86_400;
+    let server = TestServer::start_with(backend, |s| {
+        s.ended_session_retention = 30 * DAY;
+        s.audit_retention = 50 * DAY;
+    })
+    .await;
+    let kept = server.register("alice").await;
+    let ended = server.login_ok("alice").await;
+    let logout = server
+        .request(Method::POST, "/auth/logout", |r| r.header(COOKIE, format!("{COOKIE_NAME}={}", ended.cookie)))
+        .await;
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    let pool = sqlx::AnyPool::connect(&server.settings.database_url).await.unwrap();
+    let count = |sql: &'static str, id: String| {
+        let pool = pool.clone();
+        async move { sqlx::query_scalar::<_, i64>(sql).bind(id).fetch_one(&pool).await.unwrap() }
+    };
+    let sessions = |id: String| count("SELECT COUNT(*) FROM sessions WHERE id = $1", id);
+    let tokens = |id: String| count("SELECT COUNT(*) FROM refresh_tokens WHERE session_id = $1", id);
+    let events = || count("SELECT COUNT(*) FROM audit_events WHERE id <> $1", String::new());
+    let audited = events().await;
+    assert!(audited >= 3, "register, login, logout: {audited}");
+
+    // A day short of the retention: the logged-out session stays.
+    server.clock.advance(29 * DAY);
+    server.auth.maintain().await.unwrap();
+    assert_eq!(sessions(ended.sid()).await, 1);
+    // Past it: the logged-out session goes with its tokens. The other one
+    // idled out 7 days after its last refresh, 24 days ago: kept for now.
+    server.clock.advance(2 * DAY);
+    server.auth.maintain().await.unwrap();
+    assert_eq!((sessions(ended.sid()).await, tokens(ended.sid()).await), (0, 0));
+    assert_eq!((sessions(kept.sid()).await, tokens(kept.sid()).await), (1, 1));
+    assert_eq!(events().await, audited, "audit events are kept 50 days");
+
+    // 30 days after it idled out, the other session goes too; 61 days after
+    // they happened, so do the audit events.
+    server.clock.advance(30 * DAY);
+    server.auth.maintain().await.unwrap();
+    assert_eq!((sessions(kept.sid()).await, tokens(kept.sid()).await), (0, 0));
+    assert_eq!(events().await, 0);
+    assert_eq!(server.refresh(&kept.cookie).await.status(), StatusCode::UNAUTHORIZED);
+    pool.close().await;
     server.finish().await;
 }
 
@@ -383,6 +462,58 @@ async fn password_change_keeps_this_session_only(backend: Backend) {
     assert_eq!(server.refresh(&elsewhere.cookie).await.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(server.login("alice", PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(server.login("alice", new_password).await.status(), StatusCode::OK);
+    server.finish().await;
+}
+
+/// A login whose hash check raced a password change: the change revoked every
+/// other session, so the login must not add one checked against the old hash.
+async fn a_login_checked_against_a_changed_password_makes_no_session(backend: Backend) {
+    use gatehouse::store::{AuditRecord, NewSession};
+    let server = TestServer::start(backend).await;
+    let here = server.register("alice").await;
+    let store = server.auth.store();
+    let before = store.user_by_name_key("alice").await.unwrap().unwrap();
+    let new_password = "a brand new passphrase 77";
+    let changed = server
+        .post_bearer("/auth/password", &here.access, Some(json!({"current_password": PASSWORD, "new_password": new_password})))
+        .await;
+    assert_eq!(changed.status(), StatusCode::NO_CONTENT);
+    let after = store.user_by_name_key("alice").await.unwrap().unwrap();
+
+    let now = server.auth.now();
+    let new_session = |id: &str, password_hash: &str| NewSession {
+        id: id.into(),
+        user_id: before.id.clone(),
+        username: before.username.clone(),
+        role: before.role.clone(),
+        now,
+        idle_ttl: 600,
+        max_age: 3600,
+        user_agent: None,
+        ip: None,
+        token_hash: format!("hash-of-{id}"),
+        password_hash: password_hash.into(),
+    };
+    let event = |id: &str| AuditRecord {
+        id: format!("audit-{id}"),
+        at: now,
+        kind: "login_ok".into(),
+        user_id: Some(before.id.clone()),
+        session_id: Some(id.into()),
+        ..AuditRecord::default()
+    };
+    let stale = store.create_session(&new_session("stale", &before.password_hash), &event("stale")).await.unwrap();
+    assert_eq!(stale, None, "checked against the old hash: no session");
+    let current = store.create_session(&new_session("current", &after.password_hash), &event("current")).await.unwrap();
+    assert_eq!(current.map(|s| s.id), Some("current".to_string()));
+
+    let live: Vec<Value> = server.get_bearer("/auth/sessions", &here.access).await.json().await.unwrap();
+    let ids: Vec<&str> = live.iter().filter_map(|s| s["id"].as_str()).collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(ids.contains(&"current") && !ids.contains(&"stale"), "{ids:?}");
+    let audited: Vec<_> = store.recent_audit(100).await.unwrap().into_iter().map(|e| e.id).collect();
+    assert!(audited.contains(&"audit-current".to_string()), "{audited:?}");
+    assert!(!audited.contains(&"audit-stale".to_string()), "nothing written for the refused session: {audited:?}");
     server.finish().await;
 }
 
