@@ -403,12 +403,15 @@ impl Settings {
             ));
         }
         // A revoked session's row is what refuses its access tokens after a
-        // restart, so it is kept well past their lifetime.
-        if !(86_400..=LONGEST_SESSION).contains(&self.ended_session_retention) {
+        // restart (those revoked in the last `access_ttl` + 60 s are loaded),
+        // so it is kept well past their lifetime.
+        if !(86_400..=LONGEST_SESSION).contains(&self.ended_session_retention)
+            || self.ended_session_retention <= self.access_ttl + 60
+        {
             return Err(invalid(
                 "GATEHOUSE_ENDED_SESSION_RETENTION",
                 self.ended_session_retention.to_string(),
-                "must be one day to ten years",
+                "must be one day to ten years, and longer than the access token lifetime and a minute",
             ));
         }
         if !(0..=100 * 365 * 86_400).contains(&self.audit_retention) {

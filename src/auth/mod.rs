@@ -117,8 +117,13 @@ pub struct ClientInfo {
     pub user_agent: Option<String>,
 }
 
-/// How often, at most, ended sessions and old audit events are deleted (seconds).
+/// How often ended sessions and old audit events are deleted (seconds), once
+/// no backlog is left.
 const PRUNE_EVERY: i64 = 3600;
+/// Sessions and audit events deleted per upkeep at most. A session takes its
+/// refresh tokens with it (one per refresh), so its batch is the smaller.
+const PRUNE_SESSIONS: i64 = 100;
+const PRUNE_EVENTS: i64 = 1000;
 
 /// What a login, registration or refresh hands out.
 #[derive(Debug, Clone)]
@@ -166,8 +171,8 @@ pub struct Auth {
     revoked: RevokedSessions,
     limits: Limits,
     events: EventBus,
-    /// When this instance last deleted ended sessions and old audit events.
-    pruned_at: AtomicI64,
+    /// When this instance next deletes ended sessions and old audit events.
+    prune_due_at: AtomicI64,
 }
 
 impl Auth {
@@ -195,7 +200,7 @@ impl Auth {
             page_lookups,
             revoked: RevokedSessions::default(),
             events: EventBus::default(),
-            pruned_at: AtomicI64::new(i64::MIN),
+            prune_due_at: AtomicI64::new(i64::MIN),
         };
         auth.load_revocations(now).await?;
         Ok(auth)
@@ -251,8 +256,9 @@ impl Auth {
 
     /// Periodic upkeep: forget old revocations, expired verified tokens and idle
     /// rate-limit state, pick up keys rotated and sessions revoked by other
-    /// instances sharing the database, and, once an hour, delete what is kept
-    /// no longer (see [`Auth::delete_expired_records`]).
+    /// instances sharing the database, and delete what is kept no longer (see
+    /// [`Auth::delete_expired_records`]): once an hour, or at every upkeep
+    /// while a backlog lasts.
     pub async fn maintain(&self) -> Result<(), AuthError> {
         let now = self.now();
         self.revoked.prune(now);
@@ -261,30 +267,32 @@ impl Auth {
         self.limits.forget_idle();
         self.load_revocations(now).await?;
         self.tokens.keys().reload(now).await?;
-        if now.saturating_sub(self.pruned_at.load(Ordering::Relaxed)) >= PRUNE_EVERY {
-            self.pruned_at.store(now, Ordering::Relaxed);
-            self.delete_expired_records(now).await?;
+        if now >= self.prune_due_at.load(Ordering::Relaxed) {
+            let backlog = self.delete_expired_records(now).await?;
+            self.prune_due_at
+                .store(if backlog { now } else { now + PRUNE_EVERY }, Ordering::Relaxed);
         }
         Ok(())
     }
 
     /// Deletes sessions that ended longer ago than `ended_session_retention`,
     /// with their refresh tokens, and audit events older than
-    /// `audit_retention`: otherwise every refresh and failed login would grow
-    /// the database for ever.
-    async fn delete_expired_records(&self, now: i64) -> Result<(), AuthError> {
+    /// `audit_retention`, a batch of each: otherwise every refresh and failed
+    /// login would grow the database for ever. Whether a batch was full (more
+    /// may be left).
+    async fn delete_expired_records(&self, now: i64) -> Result<bool, AuthError> {
         let sessions = self
             .store
-            .delete_ended_sessions(now - self.settings.ended_session_retention)
+            .delete_ended_sessions(now - self.settings.ended_session_retention, PRUNE_SESSIONS)
             .await?;
         let events = match self.settings.audit_retention {
             0 => 0,
-            retention => self.store.delete_audit_before(now - retention).await?,
+            retention => self.store.delete_audit_before(now - retention, PRUNE_EVENTS).await?,
         };
         if sessions + events > 0 {
             tracing::info!(sessions, events, "deleted ended sessions and old audit events");
         }
-        Ok(())
+        Ok(sessions >= PRUNE_SESSIONS as u64 || events >= PRUNE_EVENTS as u64)
     }
 
     /// Every session revoked recently enough for one of its access tokens to
@@ -323,12 +331,14 @@ impl Auth {
         if self.store.user_by_name_key(&key).await?.is_some() {
             return Err(AuthError::UsernameTaken);
         }
+        let now = self.now();
         let user = UserRecord {
             id: uuid::Uuid::new_v4().to_string(),
             username: username.to_string(),
             role: role.to_string(),
             password_hash: self.passwords.hash(password).await?,
-            created_at: self.now(),
+            created_at: now,
+            password_changed_at: now,
         };
         match self.store.create_user(&user, &key).await {
             Err(StoreError::Conflict) => Err(AuthError::UsernameTaken),
@@ -374,18 +384,31 @@ impl Auth {
             return Err(AuthError::InvalidCredentials);
         };
         let user = if needs_rehash {
-            let upgraded = self.passwords.hash(Password::new(password)).await?;
-            self.store.upgrade_password_hash(&user.id, &user.password_hash, &upgraded).await?;
-            UserRecord {
-                password_hash: upgraded,
-                ..user
-            }
+            self.upgraded(user, Password::new(password)).await?
         } else {
             user
         };
         let tokens = self.start_session(&user, client, AuditKind::LoginOk).await?;
         self.session_created(&tokens.session).await;
         Ok(tokens)
+    }
+
+    /// `user` with its password hash made again under the current argon2
+    /// parameters. A login running alongside may have upgraded it first: then
+    /// that hash is the one the session is made against, unless the password
+    /// itself was changed meanwhile.
+    async fn upgraded(&self, user: UserRecord, password: Password) -> Result<UserRecord, AuthError> {
+        let upgraded = self.passwords.hash(password).await?;
+        if self.store.upgrade_password_hash(&user.id, &user.password_hash, &upgraded).await? {
+            return Ok(UserRecord {
+                password_hash: upgraded,
+                ..user
+            });
+        }
+        match self.store.user_by_id(&user.id).await? {
+            Some(current) if current.password_changed_at == user.password_changed_at => Ok(current),
+            _ => Err(AuthError::InvalidCredentials),
+        }
     }
 
     async fn session_created(&self, session: &SessionRecord) {
@@ -571,11 +594,31 @@ impl Auth {
         if self.store.revoke_session(&session.id, "logout", self.now()).await? {
             self.sessions_revoked(&session.user_id, vec![session.id.clone()], "logout")
                 .await;
-            let user = self.store.user_by_id(&session.user_id).await?;
-            self.audit(AuditKind::Logout, user.as_ref(), Some(&session.id), client, None)
-                .await?;
+            self.audit_ended(AuditKind::Logout, &session.user_id, &session.id, client, None)
+                .await;
         }
         Ok(())
+    }
+
+    /// Records a logout whose revocation has committed. The sessions are
+    /// ended either way, and the caller is told so: a failure here is only
+    /// logged, since answering with an error would keep a cookie, and a belief
+    /// in a live session, that are no longer good.
+    async fn audit_ended(
+        &self,
+        kind: AuditKind,
+        user_id: &str,
+        session_id: &str,
+        client: &ClientInfo,
+        detail: Option<String>,
+    ) {
+        let recorded = match self.store.user_by_id(user_id).await {
+            Ok(user) => self.audit(kind, user.as_ref(), Some(session_id), client, detail).await,
+            Err(err) => Err(err.into()),
+        };
+        if let Err(err) = recorded {
+            tracing::warn!(error = %err, kind = kind.as_str(), "a logout's audit event could not be written");
+        }
     }
 
     /// Checks an access token completely: signature, header, claims, expiry and
@@ -602,9 +645,9 @@ impl Auth {
             .await?;
         let detail = format!("{} sessions revoked", revoked.len());
         self.sessions_revoked(&claims.sub, revoked, "logout_all").await;
-        let user = self.store.user_by_id(&claims.sub).await?;
-        self.audit(AuditKind::LogoutAll, user.as_ref(), Some(&claims.sid), client, Some(detail))
-            .await
+        self.audit_ended(AuditKind::LogoutAll, &claims.sub, &claims.sid, client, Some(detail))
+            .await;
+        Ok(())
     }
 
     pub async fn sessions(&self, claims: &AccessClaims) -> Result<Vec<SessionView>, AuthError> {

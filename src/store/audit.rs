@@ -59,13 +59,16 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes the events that happened before `before`. How many it deleted.
-    pub async fn delete_audit_before(&self, before: i64) -> Result<u64, StoreError> {
-        self.delete_in_batches(
-            "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE at < $1 LIMIT $2)",
-            before,
-        )
-        .await
+    /// Deletes at most `limit` of the events that happened before `before`
+    /// (found through the index on `at`). How many it deleted.
+    pub async fn delete_audit_before(&self, before: i64, limit: i64) -> Result<u64, StoreError> {
+        let _turn = self.write_turn().await;
+        let done = sqlx::query("DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE at < $1 LIMIT $2)")
+            .bind(before)
+            .bind(limit)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     /// The newest events first, at most `limit`.

@@ -233,23 +233,6 @@ impl Store {
         }
     }
 
-    /// Runs `statement` (a `DELETE` of at most `$2` rows older than `$1`) until
-    /// it deletes fewer than a batch, each batch its own write: a large
-    /// backlog never holds SQLite's lock, or PostgreSQL's row locks, for long.
-    /// How many rows it deleted.
-    pub(crate) async fn delete_in_batches(&self, statement: &str, before: i64) -> Result<u64, StoreError> {
-        const BATCH: i64 = 1000;
-        let mut deleted = 0;
-        loop {
-            let _turn = self.write_turn().await;
-            let done = sqlx::query(statement).bind(before).bind(BATCH).execute(&self.pool).await?;
-            deleted += done.rows_affected();
-            if done.rows_affected() < BATCH as u64 {
-                return Ok(deleted);
-            }
-        }
-    }
-
     /// A connection from the pool, for reads that take one of their own
     /// (on PostgreSQL, `rotate_refresh_token` goes on to write on it).
     pub(crate) async fn acquire(&self) -> Result<PoolConnection<Any>, StoreError> {

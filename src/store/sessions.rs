@@ -359,19 +359,34 @@ impl Store {
         Ok(ids)
     }
 
-    /// Deletes the sessions that ended before `ended_before` (revoked, past
-    /// their absolute age, or idle: no token of theirs was still live then),
-    /// and with them their refresh tokens. How many sessions it deleted.
-    pub async fn delete_ended_sessions(&self, ended_before: i64) -> Result<u64, StoreError> {
-        self.delete_in_batches(
-            "DELETE FROM sessions WHERE id IN (SELECT s.id FROM sessions s
-                 WHERE s.revoked_at < $1 OR s.expires_at < $1
-                    OR NOT EXISTS (SELECT 1 FROM refresh_tokens t
-                                   WHERE t.session_id = s.id AND t.idle_expires_at >= $1)
-                 LIMIT $2)",
-            ended_before,
+    /// Deletes at most `limit` of the sessions that ended before
+    /// `ended_before` (revoked, past their absolute age, or idle: no token of
+    /// theirs was still live then), and with them their refresh tokens. How
+    /// many sessions it deleted.
+    pub async fn delete_ended_sessions(&self, ended_before: i64, limit: i64) -> Result<u64, StoreError> {
+        // Found by a read, outside the write lock: nothing indexes "ended", so
+        // the search may read every session. An ended session never comes back
+        // (a revocation stays, and a token past its idle expiry cannot be
+        // rotated), so the ones found are still ended when they are deleted.
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT s.id FROM sessions s
+             WHERE s.revoked_at < $1 OR s.expires_at < $1
+                OR NOT EXISTS (SELECT 1 FROM refresh_tokens t
+                               WHERE t.session_id = s.id AND t.idle_expires_at >= $1)
+             LIMIT $2",
         )
-        .await
+        .bind(ended_before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let placeholders: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
+        let sql = format!("DELETE FROM sessions WHERE id IN ({})", placeholders.join(", "));
+        let delete = ids.iter().fold(sqlx::query(&sql), |query, id| query.bind(id));
+        let _turn = self.write_turn().await;
+        Ok(delete.execute(&self.pool).await?.rows_affected())
     }
 
     /// Sessions revoked after `since`, with the time: what an instance loads at

@@ -12,6 +12,8 @@ pub struct UserRecord {
     pub role: String,
     pub password_hash: String,
     pub created_at: i64,
+    /// When the password was last set (an upgrade of its hash does not count).
+    pub password_changed_at: i64,
 }
 
 impl UserRecord {
@@ -22,11 +24,12 @@ impl UserRecord {
             role: row.try_get("role")?,
             password_hash: row.try_get("password_hash")?,
             created_at: row.try_get("created_at")?,
+            password_changed_at: row.try_get("password_changed_at")?,
         })
     }
 }
 
-const COLUMNS: &str = "id, username, role, password_hash, created_at";
+const COLUMNS: &str = "id, username, role, password_hash, created_at, password_changed_at";
 
 impl Store {
     /// Adds a user; `StoreError::Conflict` if the name (case-folded) is taken.
@@ -34,7 +37,7 @@ impl Store {
         let _turn = self.write_turn().await;
         let result = sqlx::query(
             "INSERT INTO users (id, username, username_key, password_hash, role, created_at, password_changed_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $6)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&user.id)
         .bind(&user.username)
@@ -42,6 +45,7 @@ impl Store {
         .bind(&user.password_hash)
         .bind(&user.role)
         .bind(user.created_at)
+        .bind(user.password_changed_at)
         .execute(&self.pool)
         .await;
         match result {
@@ -64,16 +68,16 @@ impl Store {
     }
 
     /// Replaces a hash with the same password under newer parameters, unless the
-    /// password changed meanwhile.
-    pub async fn upgrade_password_hash(&self, user_id: &str, old: &str, new: &str) -> Result<(), StoreError> {
+    /// hash changed meanwhile. Whether it replaced it.
+    pub async fn upgrade_password_hash(&self, user_id: &str, old: &str, new: &str) -> Result<bool, StoreError> {
         let _turn = self.write_turn().await;
-        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
+        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
             .bind(new)
             .bind(user_id)
             .bind(old)
             .execute(&self.pool)
             .await?;
-        Ok(())
+        Ok(done.rows_affected() > 0)
     }
 
     pub async fn set_role(&self, user_id: &str, role: &str) -> Result<(), StoreError> {
