@@ -78,7 +78,7 @@ impl Report {
         let r = f.turns.ratio();
         let (low, high) = f.turns.spread();
         self.rows.push(format!(
-            "| {} | {:.0} req/s | {} | {:.0} {unit} | {r:.2} | {low:.2}–{high:.2} | {} |",
+            "| {} | {:.0} req/s | {} | {:.0} {unit} | {r:.3} | {low:.2}–{high:.2} | {} |",
             f.what,
             figure.requests_per_second,
             f.baseline_what,
@@ -225,7 +225,7 @@ impl Report {
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "Written by `make bench` on {date}: {cores} cores, {memory} of memory. The server runs in the harness's process on the runtime `gatehouse serve` builds (one worker per core, at least two); server and load generator (wrk, on loopback) share the machine; every ratio compares figures measured in this same run, because absolute numbers on these machines vary from run to run. A figure and its baseline take {ROUNDS} turns each ({} s per turn), so a slow spell falls on both; the ratio is over all turns, and the spread is the lowest and highest ratio of one turn to the baseline's turn before it.\n",
+            "Written by `make bench` on {date}: {cores} cores, {memory} of memory. The server runs in the harness's process on the runtime `gatehouse serve` builds (one worker per core, at least two); server and load generator (wrk, on loopback) share the machine; every ratio compares figures measured in this same run, because absolute numbers on these machines vary from run to run. A figure and its baseline take {ROUNDS} turns each ({} s per turn), so a slow spell falls on both; the ratio is over all turns (three decimals, so a figure just short of its goal does not read as on it), and the spread is the lowest and highest ratio of one turn to the baseline's turn before it.\n",
             TURN.as_secs()
         );
         out.push_str("## Throughput against baselines\n\n| figure | measured | baseline | baseline measured | ratio | spread | goal |\n|---|---|---|---|---|---|---|\n");
