@@ -487,18 +487,9 @@ async fn refresh_figure(report: &mut Report, server: &Server, database: &str) {
 async fn database_write_rate(url: &str, round: usize, run: Duration) -> f64 {
     use sqlx::any::AnyPoolOptions;
     let sqlite = url.starts_with("sqlite:");
+    // PostgreSQL's writers; on SQLite, only the table is made through it.
     let pool = AnyPoolOptions::new()
         .max_connections(wrk::WRITE_CONNECTIONS as u32)
-        // As the store: no ping before each SQLite acquire (not part of the write).
-        .test_before_acquire(!sqlite)
-        .after_connect(move |conn, _| {
-            Box::pin(async move {
-                if sqlite {
-                    sqlx::Executor::execute(conn, "PRAGMA busy_timeout = 5000").await?;
-                }
-                Ok(())
-            })
-        })
         .connect(url)
         .await
         .expect("baseline pool");
@@ -506,32 +497,44 @@ async fn database_write_rate(url: &str, round: usize, run: Duration) -> f64 {
         .execute(&pool)
         .await
         .expect("baseline table");
+    // The same writing the store does: on SQLite every write goes through one
+    // connection, which writers queue for in memory, and a transaction is
+    // sent as one batch that takes the write lock at once. Without the queue
+    // writers would sleep in SQLite's busy handler, and one could starve past
+    // its timeout.
+    let sqlite_writer = if sqlite {
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(url).await.expect("baseline writer");
+        sqlx::Executor::execute(&mut conn, "PRAGMA busy_timeout = 5000").await.expect("pragma");
+        Some(Arc::new(tokio::sync::Mutex::new(conn)))
+    } else {
+        None
+    };
     let deadline = Instant::now() + run;
-    // The same locking the store uses: on SQLite, writers queue in memory for
-    // their turn, then take the write lock at once. Without the queue they
-    // would sleep in SQLite's busy handler, and one could starve past its timeout.
-    let turn = Arc::new(tokio::sync::Mutex::new(()));
     let mut writers = Vec::new();
     for writer in 0..wrk::WRITE_CONNECTIONS {
-        let (pool, turn) = (pool.clone(), turn.clone());
+        let (pool, sqlite_writer) = (pool.clone(), sqlite_writer.clone());
         writers.push(tokio::spawn(async move {
             let mut done = 0u64;
             while Instant::now() < deadline {
-                let _turn = if sqlite { Some(turn.lock().await) } else { None };
-                let mut tx = if sqlite { pool.begin_with("BEGIN IMMEDIATE").await } else { pool.begin().await }
-                    .expect("begin");
                 let id = format!("{round}-{writer}-{done}");
-                sqlx::query("INSERT INTO bench_writes (id, counter) VALUES ($1, 0)")
-                    .bind(&id)
-                    .execute(&mut *tx)
-                    .await
-                    .expect("insert");
-                sqlx::query("UPDATE bench_writes SET counter = counter + 1 WHERE id = $1")
-                    .bind(&id)
-                    .execute(&mut *tx)
-                    .await
-                    .expect("update");
-                tx.commit().await.expect("commit");
+                let (insert, update) = (
+                    "INSERT INTO bench_writes (id, counter) VALUES ($1, 0)",
+                    "UPDATE bench_writes SET counter = counter + 1 WHERE id = $1",
+                );
+                match &sqlite_writer {
+                    Some(conn) => {
+                        let batch = format!("BEGIN IMMEDIATE; {insert}; {update}; COMMIT");
+                        let mut conn = conn.lock().await;
+                        sqlx::query(&batch).bind(&id).execute(&mut *conn).await.expect("transaction");
+                    }
+                    None => {
+                        let (insert, update) = (sqlx::query(insert).bind(&id), sqlx::query(update).bind(&id));
+                        let mut tx = pool.begin().await.expect("begin");
+                        insert.execute(&mut *tx).await.expect("insert");
+                        update.execute(&mut *tx).await.expect("update");
+                        tx.commit().await.expect("commit");
+                    }
+                }
                 done += 1;
             }
             done

@@ -54,20 +54,17 @@ pub(super) fn bind_audit<'q>(
 
 impl Store {
     pub async fn record_audit(&self, event: &AuditRecord) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
-        insert_audit(event).execute(&self.pool).await?;
+        self.write(insert_audit(event)).await?;
         Ok(())
     }
 
     /// Deletes at most `limit` of the events that happened before `before`
     /// (found through the index on `at`). How many it deleted.
     pub async fn delete_audit_before(&self, before: i64, limit: i64) -> Result<u64, StoreError> {
-        let _turn = self.write_turn().await;
-        let done = sqlx::query("DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE at < $1 LIMIT $2)")
+        let delete = sqlx::query("DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE at < $1 LIMIT $2)")
             .bind(before)
-            .bind(limit)
-            .execute(&self.pool)
-            .await?;
+            .bind(limit);
+        let done = self.write(delete).await?;
         Ok(done.rows_affected())
     }
 

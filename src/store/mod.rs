@@ -2,15 +2,16 @@
 //! migrations in `migrations/` embedded and applied at start. The SQL is written
 //! once, in the subset both databases share (`$n` placeholders, TEXT and BIGINT).
 
-use std::borrow::Cow;
 use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions, AnyQueryResult, AnyRow};
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyPool, ConnectOptions, Connection, Executor};
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 mod audit;
 mod keys;
@@ -72,32 +73,126 @@ fn is_outage_code(code: &str) -> bool {
     code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "55000")
 }
 
-/// A write transaction, holding this instance's turn to write on SQLite until
-/// it is committed, rolled back or dropped.
-pub(crate) struct WriteTransaction {
-    tx: sqlx::Transaction<'static, sqlx::Any>,
-    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+/// A write transaction. On SQLite it runs on this instance's writing
+/// connection, held (and with it this instance's turn to write) until the
+/// transaction is committed or dropped; on PostgreSQL on a pooled connection.
+pub(crate) struct WriteTransaction(Open);
+
+enum Open {
+    Pooled(sqlx::Transaction<'static, Any>),
+    Writer(WriterTurn),
 }
 
 impl WriteTransaction {
     pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+        match self.0 {
+            Open::Pooled(tx) => tx.commit().await,
+            Open::Writer(mut turn) => {
+                let committed = turn.0.run("COMMIT").await;
+                turn.0.open = committed.is_err();
+                committed
+            }
+        }
     }
 }
 
 impl Deref for WriteTransaction {
-    type Target = sqlx::Transaction<'static, sqlx::Any>;
+    type Target = AnyConnection;
 
     fn deref(&self) -> &Self::Target {
-        &self.tx
+        match &self.0 {
+            Open::Pooled(tx) => tx,
+            Open::Writer(WriterTurn(writer)) => &writer.conn,
+        }
     }
 }
 
 impl DerefMut for WriteTransaction {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.tx
+        match &mut self.0 {
+            Open::Pooled(tx) => tx,
+            Open::Writer(WriterTurn(writer)) => &mut writer.conn,
+        }
     }
 }
+
+/// The writing connection held by a transaction.
+struct WriterTurn(OwnedMutexGuard<SqliteWriter>);
+
+impl Drop for WriterTurn {
+    /// A transaction dropped before its commit (an error, or a client that
+    /// hung up) is rolled back by the writer's next user; a task does it now,
+    /// so an idle instance does not keep SQLite's write lock from other
+    /// processes meanwhile.
+    fn drop(&mut self) {
+        if self.0.open {
+            let writer = OwnedMutexGuard::mutex(&self.0).clone();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = writer.lock_owned().await.ready().await;
+                });
+            }
+        }
+    }
+}
+
+/// SQLite's one writing connection per instance. SQLite has one writer at a
+/// time anyway; writing on one connection that nothing else uses spares each
+/// write a pool checkout and sqlx's ping on every release (a round trip to
+/// the connection's thread), and keeps that connection's page cache, which a
+/// write on another connection would invalidate.
+pub(crate) struct SqliteWriter {
+    conn: AnyConnection,
+    options: AnyConnectOptions,
+    /// A transaction was begun and neither committed nor rolled back.
+    open: bool,
+    /// The connection failed as a connection (its thread gone, an I/O
+    /// error): made again before the next write.
+    broken: bool,
+}
+
+impl SqliteWriter {
+    async fn connect(options: AnyConnectOptions) -> Result<Self, sqlx::Error> {
+        let mut conn = options.connect().await?;
+        conn.execute(SQLITE_CONNECTION_PRAGMAS).await?;
+        Ok(Self {
+            conn,
+            options,
+            open: false,
+            broken: false,
+        })
+    }
+
+    /// Ready for a write: made again if broken, and out of any transaction a
+    /// dropped writer left open.
+    async fn ready(&mut self) -> Result<(), sqlx::Error> {
+        if self.broken {
+            *self = Self::connect(self.options.clone()).await?;
+        }
+        if self.open {
+            // An error here means there was nothing left to roll back (the
+            // transaction never began, or its commit went through).
+            let _ = self.run("ROLLBACK").await;
+            self.open = false;
+        }
+        Ok(())
+    }
+
+    async fn run(&mut self, statement: &str) -> Result<(), sqlx::Error> {
+        let done = self.conn.execute(statement).await.map(|_| ());
+        self.note(&done);
+        done
+    }
+
+    fn note<T>(&mut self, result: &Result<T, sqlx::Error>) {
+        if let Err(sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed | sqlx::Error::Protocol(_)) = result {
+            self.broken = true;
+        }
+    }
+}
+
+/// Set on every SQLite connection, the pool's and the writer's.
+const SQLITE_CONNECTION_PRAGMAS: &str = "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -109,8 +204,9 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    /// SQLite only: whose turn it is to write (see `begin_write`).
-    write_turn: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// SQLite only: the connection every write goes through, one at a time
+    /// (see `begin_write`).
+    writer: Option<Arc<Mutex<SqliteWriter>>>,
     /// PostgreSQL only: where a listener for other instances' notices connects.
     /// Kept out of `Debug`: it may hold a password.
     listen_url: Option<String>,
@@ -141,6 +237,12 @@ impl Store {
             conn.execute("PRAGMA journal_mode = WAL").await?;
             conn.close().await?;
         }
+        let writer = match backend {
+            Backend::Sqlite => Some(Arc::new(Mutex::new(
+                SqliteWriter::connect(options.clone()).await.map_err(StoreError::Unavailable)?,
+            ))),
+            Backend::Postgres => None,
+        };
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
             .acquire_timeout(Duration::from_secs(3))
@@ -152,8 +254,7 @@ impl Store {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        conn.execute("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000")
-                            .await?;
+                        conn.execute(SQLITE_CONNECTION_PRAGMAS).await?;
                     }
                     Ok(())
                 })
@@ -165,7 +266,7 @@ impl Store {
         let store = Self {
             pool,
             backend,
-            write_turn: (backend == Backend::Sqlite).then(Arc::default),
+            writer,
             listen_url,
         };
         store.migrate().await?;
@@ -187,50 +288,86 @@ impl Store {
     }
 
     /// Starts a transaction that will write. On SQLite, which has one writer at
-    /// a time, this instance's writers first queue in memory for their turn:
-    /// waiting on SQLite's busy timeout instead means sleeping in steps of up to
-    /// 100 ms, hundreds of milliseconds at the tail under concurrent refreshes.
-    /// The transaction then takes the write lock at once (`BEGIN IMMEDIATE`), so
-    /// another process's writer is still waited for, never a failed upgrade.
+    /// a time, this instance's writers first queue in memory for the writing
+    /// connection: waiting on SQLite's busy timeout instead means sleeping in
+    /// steps of up to 100 ms, hundreds of milliseconds at the tail under
+    /// concurrent refreshes. The transaction then takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so another process's writer is still waited for,
+    /// never a failed upgrade.
     pub(crate) async fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
         self.begin_write_on(None).await
     }
 
-    /// As [`Store::begin_write`], on `held` if given (a connection the caller
-    /// has just read with) instead of one acquired from the pool.
+    /// As [`Store::begin_write`]; on PostgreSQL on `held` if given (a
+    /// connection the caller has just read with) instead of one acquired from
+    /// the pool.
     pub(crate) async fn begin_write_on(&self, held: Option<PoolConnection<Any>>) -> Result<WriteTransaction, StoreError> {
-        let turn = self.write_turn().await;
+        if let Some(writer) = self.writer().await? {
+            // Marked open before BEGIN is sent: if this is cancelled or fails,
+            // the rollback that follows finds out whether it began.
+            let mut turn = WriterTurn(writer);
+            turn.0.open = true;
+            turn.0.run("BEGIN IMMEDIATE").await.map_err(StoreError::Unavailable)?;
+            return Ok(WriteTransaction(Open::Writer(turn)));
+        }
         // sqlx 0.8 leaves the connection inside its transaction when `begin`
         // is cancelled between sending BEGIN and returning (a client hanging up
-        // mid-request): on SQLite that connection then keeps the write lock.
-        // A task of its own always finishes the begin; if its caller is gone,
-        // the transaction it returns is dropped there, which rolls it back.
-        let (pool, backend) = (self.pool.clone(), self.backend);
+        // mid-request), and that connection goes back to the pool so. A task
+        // of its own always finishes the begin; if its caller is gone, the
+        // transaction it returns is dropped there, which rolls it back.
+        let pool = self.pool.clone();
         let begun = tokio::spawn(async move {
             let conn = match held {
                 Some(conn) => conn,
                 None => pool.acquire().await?,
             };
-            let statement = (backend == Backend::Sqlite).then_some(Cow::Borrowed("BEGIN IMMEDIATE"));
-            sqlx::Transaction::begin(conn, statement).await
+            sqlx::Transaction::begin(conn, None).await
         })
         .await
         .map_err(|_| StoreError::Unavailable(sqlx::Error::PoolClosed))?;
-        Ok(WriteTransaction {
-            tx: begun.map_err(StoreError::Unavailable)?,
-            _turn: turn,
-        })
+        Ok(WriteTransaction(Open::Pooled(begun.map_err(StoreError::Unavailable)?)))
     }
 
-    /// This instance's turn to write on SQLite (see `begin_write`), taken by
-    /// a single write outside a transaction too: without it, that write would
-    /// meet the lock in SQLite's busy handler, and a transaction holding the
-    /// turn could sleep there behind it.
-    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        match &self.write_turn {
-            Some(turn) => Some(turn.clone().lock_owned().await),
-            None => None,
-        }
+    /// One write outside a transaction: on SQLite on the writing connection
+    /// (without it, the write would meet the lock in SQLite's busy handler,
+    /// and a transaction could sleep there behind it), on PostgreSQL on the
+    /// pool.
+    pub(crate) async fn write<'q>(&self, query: Query<'q, Any, AnyArguments<'q>>) -> Result<AnyQueryResult, StoreError> {
+        let Some(mut writer) = self.writer().await? else {
+            return Ok(query.execute(&self.pool).await?);
+        };
+        let done = query.execute(&mut writer.conn).await;
+        writer.note(&done);
+        Ok(done?)
+    }
+
+    /// `query`, a whole transaction sent in one round trip, and the rows it
+    /// returned: on SQLite statements from `BEGIN IMMEDIATE` to `COMMIT` on
+    /// the writing connection (rolled back if they stop short of the
+    /// `COMMIT`), on PostgreSQL one statement, its own transaction. What it
+    /// wrote is told by its rows, never by a count: sqlx counts a SQLite
+    /// `BEGIN` as changing what the statement before it changed.
+    pub(crate) async fn write_batch<'q>(&self, query: Query<'q, Any, AnyArguments<'q>>) -> Result<Vec<AnyRow>, StoreError> {
+        let Some(writer) = self.writer().await? else {
+            return Ok(query.fetch_all(&self.pool).await?);
+        };
+        let mut turn = WriterTurn(writer);
+        turn.0.open = true;
+        let rows = query.fetch_all(&mut turn.0.conn).await;
+        turn.0.note(&rows);
+        turn.0.open = rows.is_err();
+        Ok(rows?)
+    }
+
+    /// SQLite's writing connection, this instance's turn to write, ready for
+    /// a write; `None` on PostgreSQL.
+    async fn writer(&self) -> Result<Option<OwnedMutexGuard<SqliteWriter>>, StoreError> {
+        let Some(writer) = &self.writer else {
+            return Ok(None);
+        };
+        let mut writer = writer.clone().lock_owned().await;
+        writer.ready().await.map_err(StoreError::Unavailable)?;
+        Ok(Some(writer))
     }
 
     /// A connection from the pool, for reads that take one of their own
@@ -292,5 +429,31 @@ mod tests {
         assert_eq!(prepared, format!("{url}?mode=rwc"));
         assert!(dir.is_dir());
         assert_eq!(prepare_sqlite("sqlite://x.db?mode=ro").unwrap(), "sqlite://x.db?mode=ro");
+    }
+
+    /// A write transaction dropped before its commit (a client that hung up)
+    /// writes nothing and soon lets another process's writer in, with no
+    /// further write from this instance to roll it back.
+    #[tokio::test]
+    async fn a_dropped_write_transaction_is_rolled_back_at_once() {
+        let dir = std::env::temp_dir().join(format!("gatehouse-dropped-write-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let url = format!("sqlite://{}", dir.join("db.sqlite").display());
+        let store = Store::open(&url).await.unwrap();
+        let insert = "INSERT INTO signing_keys (kid, private_key, public_key, created_at) VALUES ('k', 'p', 'q', 1)";
+        {
+            let mut tx = store.begin_write().await.unwrap();
+            sqlx::query(insert).execute(&mut *tx).await.unwrap();
+        }
+        let mut other = AnyConnectOptions::from_str(&url).unwrap().connect().await.unwrap();
+        other.execute("PRAGMA busy_timeout = 2000").await.unwrap();
+        other.execute("BEGIN IMMEDIATE").await.unwrap();
+        other.execute("ROLLBACK").await.unwrap();
+        let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys").fetch_one(&mut other).await.unwrap();
+        assert_eq!(kept, 0);
+        store.write(sqlx::query(insert)).await.unwrap();
+        let written: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys").fetch_one(&mut other).await.unwrap();
+        assert_eq!(written, 1);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -7,7 +7,7 @@
 
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
-use sqlx::{Any, AnyConnection, Row, Transaction};
+use sqlx::{Any, AnyConnection, Row};
 
 use super::audit::{bind_audit, insert_audit_columns, AuditRecord};
 use super::{Backend, Store, StoreError};
@@ -183,17 +183,8 @@ impl Store {
             .bind(&new.token_hash)
             .bind(session.idle_expires_at);
         let insert = bind_audit(query, event).bind(&new.password_hash);
-        let inserted = match self.backend {
-            // One statement is its own transaction.
-            Backend::Postgres => insert.execute(&self.pool).await?,
-            Backend::Sqlite => {
-                let mut tx = self.begin_write().await?;
-                let inserted = insert.execute(&mut **tx).await?;
-                tx.commit().await?;
-                inserted
-            }
-        };
-        Ok((inserted.rows_affected() > 0).then_some(session))
+        let created = !self.write_batch(insert).await?.is_empty();
+        Ok(created.then_some(session))
     }
 
     /// Presents the refresh token whose hash is `hash`: asks `admit` whether
@@ -206,15 +197,15 @@ impl Store {
     /// only for the writes. The claim then settles what may have changed in
     /// between: only the first presenter of a current token wins it, and only
     /// while its session is live. A token that could not be claimed is decided
-    /// in a write transaction ([`decide_unclaimed`]); on SQLite, the one the
-    /// claim ran in.
+    /// in a write transaction of its own ([`decide_unclaimed`]), on the
+    /// session as it then stands.
     ///
-    /// On PostgreSQL the claim and the successor are one statement, its own
-    /// transaction, on the connection the read used: sqlx pings a pooled
-    /// connection on every acquire and release, and each statement is a round
-    /// trip. SQLite, which has no writing CTEs, takes a transaction of the two;
-    /// its read connection goes back first, so queued writers never hold the
-    /// connections readers need.
+    /// The claim and the successor are one round trip, their own transaction:
+    /// on PostgreSQL one statement on the connection the read used (sqlx
+    /// pings a pooled connection on every acquire and release, and each
+    /// statement is a round trip); on SQLite, which has no writing CTEs, a
+    /// batch on the writing connection, after the read's connection has gone
+    /// back, so queued writers never hold the connections readers need.
     pub async fn rotate_refresh_token(
         &self,
         hash: &str,
@@ -263,12 +254,10 @@ impl Store {
             }
             Backend::Sqlite => {
                 drop(conn);
-                let mut tx = self.begin_write().await?;
-                if current && claim.in_transaction(&mut tx, &session.id).await? {
-                    tx.commit().await?;
+                if current && claim.in_one_batch(self).await? {
                     return Ok(rotated(session));
                 }
-                tx
+                self.begin_write().await?
             }
         };
         let outcome = decide_unclaimed(&mut tx, hash, rules, session).await?;
@@ -316,15 +305,13 @@ impl Store {
 
     /// Revokes one session; true if it was live until now.
     pub async fn revoke_session(&self, id: &str, reason: &str, now: i64) -> Result<bool, StoreError> {
-        let _turn = self.write_turn().await;
-        let done = sqlx::query(
+        let revoke = sqlx::query(
             "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
         )
         .bind(now)
         .bind(reason)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+        .bind(id);
+        let done = self.write(revoke).await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -352,7 +339,7 @@ impl Store {
             .bind(hash)
             .bind(now)
             .bind(user_id)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
         let ids = revoke_user_sessions_in(&mut tx, user_id, keep, "password_changed", now).await?;
         tx.commit().await?;
@@ -385,8 +372,7 @@ impl Store {
         let placeholders: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
         let sql = format!("DELETE FROM sessions WHERE id IN ({})", placeholders.join(", "));
         let delete = ids.iter().fold(sqlx::query(&sql), |query, id| query.bind(id));
-        let _turn = self.write_turn().await;
-        Ok(delete.execute(&self.pool).await?.rows_affected())
+        Ok(self.write(delete).await?.rows_affected())
     }
 
     /// Sessions revoked after `since`, with the time: what an instance loads at
@@ -404,7 +390,7 @@ impl Store {
 }
 
 async fn revoke_user_sessions_in(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     user_id: &str,
     keep: &str,
     reason: &str,
@@ -422,7 +408,7 @@ async fn revoke_user_sessions_in(
     .bind(reason)
     .bind(user_id)
     .bind(keep)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?;
     rows.iter()
         .map(|row| row.try_get::<String, _>("id"))
@@ -457,9 +443,10 @@ macro_rules! insert_session_audit {
     };
 }
 
-/// The three inserts written together. Each statement is a round trip, to the
-/// server or to the SQLite connection's thread: PostgreSQL takes them as one
-/// statement (writing CTEs), SQLite as one batch inside a transaction.
+/// The three inserts written together, returning a row if the session was
+/// made. Each statement is a round trip, to the server or to the SQLite
+/// connection's thread: PostgreSQL takes them as one statement (writing CTEs),
+/// SQLite as one batch with its transaction's `BEGIN` and `COMMIT`.
 ///
 /// On PostgreSQL the user's row is share-locked while the session is made:
 /// a password change already under way is waited for (and then the hash no
@@ -471,19 +458,18 @@ const CREATE_SESSION_POSTGRES: &str = concat!(
     " RETURNING id), t AS (",
     insert_first_token!("s"),
     ") ",
-    insert_session_audit!("s")
+    insert_session_audit!("s"),
+    " RETURNING 1"
 );
 const CREATE_SESSION_SQLITE: &str = concat!(
+    "BEGIN IMMEDIATE; ",
     insert_new_session!("users WHERE id = $2 AND password_hash = $18"),
     "; ",
     insert_first_token!("sessions WHERE id = $1"),
     "; ",
-    insert_session_audit!("sessions WHERE id = $1")
+    insert_session_audit!("sessions WHERE id = $1"),
+    " RETURNING 1; COMMIT"
 );
-
-/// A refresh token row; `$4` is its idle expiry.
-const INSERT_TOKEN: &str =
-    "INSERT INTO refresh_tokens (hash, session_id, issued_at, idle_expires_at) VALUES ($1, $2, $3, $4)";
 
 /// Marks token `$4` rotated at `$1` into `$2` (sealed: `$3`) if it is current,
 /// not idle past `$1`, and its session is neither revoked nor expired. Only
@@ -526,21 +512,19 @@ impl Claim<'_> {
         Ok(done.rows_affected() == 1)
     }
 
-    /// The claim, then the successor of session `session_id` if it was won,
-    /// in `tx`; true if it was won. A lost claim wrote nothing.
-    async fn in_transaction(&self, tx: &mut Transaction<'static, Any>, session_id: &str) -> Result<bool, StoreError> {
-        let claimed = self.bound(CLAIM).execute(&mut **tx).await?;
-        if claimed.rows_affected() != 1 {
-            return Ok(false);
-        }
-        sqlx::query(INSERT_TOKEN)
-            .bind(&self.successor.hash)
-            .bind(session_id)
-            .bind(self.now)
-            .bind(self.idle_expires_at)
-            .execute(&mut **tx)
-            .await?;
-        Ok(true)
+    /// SQLite: the claim and the successor sent together as one transaction,
+    /// one round trip to the writing connection; true if the claim was won.
+    /// The successor is inserted only beside a token this claim marked.
+    async fn in_one_batch(&self, store: &Store) -> Result<bool, StoreError> {
+        let sql = format!(
+            "BEGIN IMMEDIATE; {CLAIM};
+             INSERT INTO refresh_tokens (hash, session_id, issued_at, idle_expires_at)
+             SELECT $2, session_id, $1, $5 FROM refresh_tokens WHERE hash = $4 AND successor_hash = $2
+             RETURNING 1;
+             COMMIT"
+        );
+        let inserted = store.write_batch(self.bound(&sql).bind(self.idle_expires_at)).await?;
+        Ok(!inserted.is_empty())
     }
 }
 
@@ -561,9 +545,9 @@ async fn presented_in(conn: &mut AnyConnection, hash: &str) -> Result<Option<Pre
     }))
 }
 
-async fn session_in(tx: &mut Transaction<'static, Any>, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+async fn session_in(tx: &mut AnyConnection, id: &str) -> Result<Option<SessionRecord>, StoreError> {
     let sql = format!("SELECT {SESSION_COLUMNS} {NEWEST_TOKEN} WHERE s.id = $1");
-    let row = sqlx::query(&sql).bind(id).fetch_optional(&mut **tx).await?;
+    let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *tx).await?;
     Ok(row.as_ref().map(SessionRecord::from_row).transpose()?)
 }
 
@@ -571,7 +555,7 @@ async fn session_in(tx: &mut Transaction<'static, Any>, id: &str) -> Result<Opti
 /// the session as it now stands (`read` a moment ago): its end, a replay
 /// inside the grace window, or reuse, which revokes it.
 async fn decide_unclaimed(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     hash: &str,
     rules: RotationRules,
     read: SessionRecord,
@@ -587,7 +571,7 @@ async fn decide_unclaimed(
          WHERE t.hash = $1",
     )
     .bind(hash)
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *tx)
     .await?;
     let rotated_at: Option<i64> = row.try_get("rotated_at")?;
     let sealed: Option<String> = row.try_get("successor_sealed")?;
@@ -609,7 +593,7 @@ async fn decide_unclaimed(
     )
     .bind(now)
     .bind(&session.id)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(Rotation::Reused(SessionRecord {
         revoked_at: Some(now),

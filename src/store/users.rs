@@ -34,8 +34,7 @@ const COLUMNS: &str = "id, username, role, password_hash, created_at, password_c
 impl Store {
     /// Adds a user; `StoreError::Conflict` if the name (case-folded) is taken.
     pub async fn create_user(&self, user: &UserRecord, username_key: &str) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
-        let result = sqlx::query(
+        let result = self.write(sqlx::query(
             "INSERT INTO users (id, username, username_key, password_hash, role, created_at, password_changed_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
@@ -45,13 +44,12 @@ impl Store {
         .bind(&user.password_hash)
         .bind(&user.role)
         .bind(user.created_at)
-        .bind(user.password_changed_at)
-        .execute(&self.pool)
+        .bind(user.password_changed_at))
         .await;
         match result {
             Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict),
-            Err(e) => Err(e.into()),
+            Err(StoreError::Database(sqlx::Error::Database(e))) if e.is_unique_violation() => Err(StoreError::Conflict),
+            Err(e) => Err(e),
         }
     }
 
@@ -70,22 +68,19 @@ impl Store {
     /// Replaces a hash with the same password under newer parameters, unless the
     /// hash changed meanwhile. Whether it replaced it.
     pub async fn upgrade_password_hash(&self, user_id: &str, old: &str, new: &str) -> Result<bool, StoreError> {
-        let _turn = self.write_turn().await;
-        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
-            .bind(new)
-            .bind(user_id)
-            .bind(old)
-            .execute(&self.pool)
+        let done = self
+            .write(
+                sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
+                    .bind(new)
+                    .bind(user_id)
+                    .bind(old),
+            )
             .await?;
         Ok(done.rows_affected() > 0)
     }
 
     pub async fn set_role(&self, user_id: &str, role: &str) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
-        sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
-            .bind(role)
-            .bind(user_id)
-            .execute(&self.pool)
+        self.write(sqlx::query("UPDATE users SET role = $1 WHERE id = $2").bind(role).bind(user_id))
             .await?;
         Ok(())
     }
