@@ -1,5 +1,6 @@
-//! Storage: one pool over SQLite or PostgreSQL (sqlx's `Any` driver), with the
-//! migrations in `migrations/` embedded and applied at start. The SQL is written
+//! Storage: one pool over SQLite or PostgreSQL (sqlx's `Any` driver), plus on
+//! SQLite one connection that every write goes through, with the migrations
+//! in `migrations/` embedded and applied at start. The SQL is written
 //! once, in the subset both databases share (`$n` placeholders, TEXT and BIGINT).
 
 use std::ops::{Deref, DerefMut};
