@@ -31,25 +31,23 @@ pub(super) use insert_audit_columns;
 const INSERT_AUDIT: &str = concat!(insert_audit_columns!(), " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)");
 
 /// The insert of `event`, to run on the pool or inside a transaction.
-pub(super) fn insert_audit(event: &AuditRecord) -> Query<'_, Any, AnyArguments<'_>> {
-    bind_audit(sqlx::query(INSERT_AUDIT), event)
+pub(super) fn insert_audit(event: &AuditRecord) -> Query<'static, Any, AnyArguments<'static>> {
+    bind_audit(sqlx::query(INSERT_AUDIT), event.clone())
 }
 
 /// `query` with `event`'s columns bound next, in [`INSERT_AUDIT`]'s order.
-pub(super) fn bind_audit<'q>(
-    query: Query<'q, Any, AnyArguments<'q>>,
-    event: &'q AuditRecord,
-) -> Query<'q, Any, AnyArguments<'q>> {
+/// Owned, so the query can go to the task that writes it.
+pub(super) fn bind_audit<'q>(query: Query<'q, Any, AnyArguments<'q>>, event: AuditRecord) -> Query<'q, Any, AnyArguments<'q>> {
     query
-        .bind(&event.id)
+        .bind(event.id)
         .bind(event.at)
-        .bind(&event.kind)
-        .bind(&event.user_id)
-        .bind(&event.username)
-        .bind(&event.session_id)
-        .bind(&event.ip)
-        .bind(&event.user_agent)
-        .bind(&event.detail)
+        .bind(event.kind)
+        .bind(event.user_id)
+        .bind(event.username)
+        .bind(event.session_id)
+        .bind(event.ip)
+        .bind(event.user_agent)
+        .bind(event.detail)
 }
 
 impl Store {

@@ -1,5 +1,5 @@
 //! Storage: one pool over SQLite or PostgreSQL (sqlx's `Any` driver), plus on
-//! SQLite one connection that every write goes through, with the migrations
+//! SQLite one connection that every write goes through (`writer`), with the migrations
 //! in `migrations/` embedded and applied at start. The SQL is written
 //! once, in the subset both databases share (`$n` placeholders, TEXT and BIGINT).
 
@@ -11,20 +11,22 @@ use std::time::Duration;
 use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions, AnyQueryResult, AnyRow};
 use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
-use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor};
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Execute, Executor};
+use tokio::sync::OwnedMutexGuard;
 
 mod audit;
 mod keys;
 mod notify;
 mod sessions;
 mod users;
+mod writer;
 
 pub use audit::AuditRecord;
 pub use keys::KeyRecord;
 pub use notify::{Listener, MAX_NOTICE_BYTES};
 pub use sessions::{NewSession, PageLookup, Rotation, RotationRules, SessionRecord, Successor};
 pub use users::UserRecord;
+use writer::{SqliteWriter, SqliteWrites, WriterTurn, SQLITE_CONNECTION_PRAGMAS};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations");
 
@@ -89,8 +91,8 @@ impl WriteTransaction {
         match self.0 {
             Open::Pooled(tx) => tx.commit().await,
             Open::Writer(mut turn) => {
-                let committed = turn.0.run("COMMIT").await;
-                turn.0.open = committed.is_err();
+                let committed = turn.run("COMMIT").await;
+                turn.open = committed.is_err();
                 committed
             }
         }
@@ -117,84 +119,6 @@ impl DerefMut for WriteTransaction {
     }
 }
 
-/// The writing connection held by a transaction.
-struct WriterTurn(OwnedMutexGuard<SqliteWriter>);
-
-impl Drop for WriterTurn {
-    /// A transaction dropped before its commit (an error, or a client that
-    /// hung up) is rolled back by the writer's next user; a task does it now,
-    /// so an idle instance does not keep SQLite's write lock from other
-    /// processes meanwhile.
-    fn drop(&mut self) {
-        if self.0.open {
-            let writer = OwnedMutexGuard::mutex(&self.0).clone();
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
-                    let _ = writer.lock_owned().await.ready().await;
-                });
-            }
-        }
-    }
-}
-
-/// SQLite's one writing connection per instance. SQLite has one writer at a
-/// time anyway; writing on one connection that nothing else uses spares each
-/// write a pool checkout and sqlx's ping on every release (a round trip to
-/// the connection's thread), and keeps that connection's page cache, which a
-/// write on another connection would invalidate.
-pub(crate) struct SqliteWriter {
-    conn: AnyConnection,
-    options: AnyConnectOptions,
-    /// A transaction was begun and neither committed nor rolled back.
-    open: bool,
-    /// The connection failed as a connection (its thread gone, an I/O
-    /// error): made again before the next write.
-    broken: bool,
-}
-
-impl SqliteWriter {
-    async fn connect(options: AnyConnectOptions) -> Result<Self, sqlx::Error> {
-        let mut conn = options.connect().await?;
-        conn.execute(SQLITE_CONNECTION_PRAGMAS).await?;
-        Ok(Self {
-            conn,
-            options,
-            open: false,
-            broken: false,
-        })
-    }
-
-    /// Ready for a write: made again if broken, and out of any transaction a
-    /// dropped writer left open.
-    async fn ready(&mut self) -> Result<(), sqlx::Error> {
-        if self.broken {
-            *self = Self::connect(self.options.clone()).await?;
-        }
-        if self.open {
-            // An error here means there was nothing left to roll back (the
-            // transaction never began, or its commit went through).
-            let _ = self.run("ROLLBACK").await;
-            self.open = false;
-        }
-        Ok(())
-    }
-
-    async fn run(&mut self, statement: &str) -> Result<(), sqlx::Error> {
-        let done = self.conn.execute(statement).await.map(|_| ());
-        self.note(&done);
-        done
-    }
-
-    fn note<T>(&mut self, result: &Result<T, sqlx::Error>) {
-        if let Err(sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed | sqlx::Error::Protocol(_)) = result {
-            self.broken = true;
-        }
-    }
-}
-
-/// Set on every SQLite connection, the pool's and the writer's.
-const SQLITE_CONNECTION_PRAGMAS: &str = "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000";
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -206,8 +130,8 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     /// SQLite only: the connection every write goes through, one at a time
-    /// (see `begin_write`).
-    writer: Option<Arc<Mutex<SqliteWriter>>>,
+    /// (see `begin_write` and `write_batch`).
+    writer: Option<Arc<SqliteWrites>>,
     /// PostgreSQL only: where a listener for other instances' notices connects.
     /// Kept out of `Debug`: it may hold a password.
     listen_url: Option<String>,
@@ -239,9 +163,9 @@ impl Store {
             conn.close().await?;
         }
         let writer = match backend {
-            Backend::Sqlite => Some(Arc::new(Mutex::new(
+            Backend::Sqlite => Some(SqliteWrites::new(
                 SqliteWriter::connect(options.clone()).await.map_err(StoreError::Unavailable)?,
-            ))),
+            )),
             Backend::Postgres => None,
         };
         let pool = AnyPoolOptions::new()
@@ -307,8 +231,8 @@ impl Store {
             // Marked open before BEGIN is sent: if this is cancelled or fails,
             // the rollback that follows finds out whether it began.
             let mut turn = WriterTurn(writer);
-            turn.0.open = true;
-            turn.0.run("BEGIN IMMEDIATE").await.map_err(StoreError::Unavailable)?;
+            turn.open = true;
+            turn.run("BEGIN IMMEDIATE").await.map_err(StoreError::Unavailable)?;
             return Ok(WriteTransaction(Open::Writer(turn)));
         }
         // sqlx 0.8 leaves the connection inside its transaction when `begin`
@@ -342,33 +266,33 @@ impl Store {
         Ok(done?)
     }
 
-    /// `query`, a whole transaction sent in one round trip, and the rows it
-    /// returned: on SQLite statements from `BEGIN IMMEDIATE` to `COMMIT` on
-    /// the writing connection (rolled back if they stop short of the
-    /// `COMMIT`), on PostgreSQL one statement, its own transaction. What it
-    /// wrote is told by its rows, never by a count: sqlx counts a SQLite
-    /// `BEGIN` as changing what the statement before it changed.
-    pub(crate) async fn write_batch<'q>(&self, query: Query<'q, Any, AnyArguments<'q>>) -> Result<Vec<AnyRow>, StoreError> {
-        let Some(writer) = self.writer().await? else {
+    /// `query`, the writes of one transaction, and the rows it returned: on
+    /// SQLite statements without their `BEGIN` and `COMMIT`, which the
+    /// writing connection adds, committing them together with other batches
+    /// that wait meanwhile (see `writer`); on PostgreSQL one statement, its
+    /// own transaction. Answered once committed. What it wrote is told by its
+    /// rows, never by a count: sqlx counts a SQLite `BEGIN` as changing what
+    /// the statement before it changed. Its parameters are owned (`'static`),
+    /// since another task may write it.
+    pub(crate) async fn write_batch(&self, mut query: Query<'static, Any, AnyArguments<'static>>) -> Result<Vec<AnyRow>, StoreError> {
+        let Some(writes) = &self.writer else {
             return Ok(query.fetch_all(&self.pool).await?);
         };
-        let mut turn = WriterTurn(writer);
-        turn.0.open = true;
-        let rows = query.fetch_all(&mut turn.0.conn).await;
-        turn.0.note(&rows);
-        turn.0.open = rows.is_err();
-        Ok(rows?)
+        let sql = query.sql();
+        let args = query
+            .take_arguments()
+            .map_err(|e| StoreError::Database(sqlx::Error::Encode(e)))?
+            .unwrap_or_default();
+        writes.write(sql, args).await
     }
 
     /// SQLite's writing connection, this instance's turn to write, ready for
     /// a write; `None` on PostgreSQL.
     async fn writer(&self) -> Result<Option<OwnedMutexGuard<SqliteWriter>>, StoreError> {
-        let Some(writer) = &self.writer else {
+        let Some(writes) = &self.writer else {
             return Ok(None);
         };
-        let mut writer = writer.clone().lock_owned().await;
-        writer.ready().await.map_err(StoreError::Unavailable)?;
-        Ok(Some(writer))
+        Ok(Some(writes.turn().await.map_err(StoreError::Unavailable)?))
     }
 
     /// A connection from the pool, for reads that take one of their own
@@ -455,6 +379,42 @@ mod tests {
         store.write(sqlx::query(insert)).await.unwrap();
         let written: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys").fetch_one(&mut other).await.unwrap();
         assert_eq!(written, 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Batches that queue while the writing connection is busy are committed
+    /// together, yet each keeps its own outcome: the one that fails leaves
+    /// none of its rows, every other is answered with its rows and kept.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_committed_together_keep_their_own_outcomes() {
+        let dir = std::env::temp_dir().join(format!("gatehouse-group-commit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&format!("sqlite://{}", dir.join("db.sqlite").display())).await.unwrap();
+        const TWO_KEYS: &str = "INSERT INTO signing_keys (kid, private_key, public_key, created_at) VALUES ($1, 'p', 'q', 1);
+             INSERT INTO signing_keys (kid, private_key, public_key, created_at) VALUES ($2, 'p', 'q', 1) RETURNING kid";
+        let busy = store.begin_write().await.unwrap();
+        let batches: Vec<_> = (0..20)
+            .map(|i| {
+                let store = store.clone();
+                // Batch 7 inserts its first key twice.
+                let second = if i == 7 { format!("{i}a") } else { format!("{i}b") };
+                tokio::spawn(async move {
+                    store.write_batch(sqlx::query(TWO_KEYS).bind(format!("{i}a")).bind(second)).await
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        busy.commit().await.unwrap();
+        for (i, batch) in batches.into_iter().enumerate() {
+            match batch.await.unwrap() {
+                Ok(rows) if i != 7 => assert_eq!(rows.len(), 1, "batch {i}"),
+                Err(StoreError::Database(_)) if i == 7 => {}
+                other => panic!("batch {i}: {:?}", other.map(|rows| rows.len())),
+            }
+        }
+        let kids: Vec<String> = sqlx::query_scalar("SELECT kid FROM signing_keys").fetch_all(&store.pool).await.unwrap();
+        assert_eq!(kids.len(), 38);
+        assert!(!kids.iter().any(|kid| kid.starts_with('7')));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

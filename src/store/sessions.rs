@@ -174,15 +174,15 @@ impl Store {
             Backend::Sqlite => CREATE_SESSION_SQLITE,
         };
         let query = sqlx::query(statement)
-            .bind(&session.id)
-            .bind(&session.user_id)
+            .bind(session.id.clone())
+            .bind(session.user_id.clone())
             .bind(session.created_at)
             .bind(session.expires_at)
-            .bind(&session.user_agent)
-            .bind(&session.ip)
-            .bind(&new.token_hash)
+            .bind(session.user_agent.clone())
+            .bind(session.ip.clone())
+            .bind(new.token_hash.clone())
             .bind(session.idle_expires_at);
-        let insert = bind_audit(query, event).bind(&new.password_hash);
+        let insert = bind_audit(query, event.clone()).bind(new.password_hash.clone());
         let created = !self.write_batch(insert).await?.is_empty();
         Ok(created.then_some(session))
     }
@@ -446,7 +446,7 @@ macro_rules! insert_session_audit {
 /// The three inserts written together, returning a row if the session was
 /// made. Each statement is a round trip, to the server or to the SQLite
 /// connection's thread: PostgreSQL takes them as one statement (writing CTEs),
-/// SQLite as one batch with its transaction's `BEGIN` and `COMMIT`.
+/// SQLite as one batch (`Store::write_batch`).
 ///
 /// On PostgreSQL the user's row is share-locked while the session is made:
 /// a password change already under way is waited for (and then the hash no
@@ -462,13 +462,12 @@ const CREATE_SESSION_POSTGRES: &str = concat!(
     " RETURNING 1"
 );
 const CREATE_SESSION_SQLITE: &str = concat!(
-    "BEGIN IMMEDIATE; ",
     insert_new_session!("users WHERE id = $2 AND password_hash = $18"),
     "; ",
     insert_first_token!("sessions WHERE id = $1"),
     "; ",
     insert_session_audit!("sessions WHERE id = $1"),
-    " RETURNING 1; COMMIT"
+    " RETURNING 1"
 );
 
 /// Marks token `$4` rotated at `$1` into `$2` (sealed: `$3`) if it is current,
@@ -476,11 +475,35 @@ const CREATE_SESSION_SQLITE: &str = concat!(
 /// the first presenter of a current token wins it. The session's row is read,
 /// not locked: on PostgreSQL a revocation committing while the claim runs is
 /// ordered after it, as if it had come a moment later, and the tokens just
-/// handed out belong to a revoked session, which every check refuses.
-const CLAIM: &str = "UPDATE refresh_tokens SET rotated_at = $1, successor_hash = $2, successor_sealed = $3
+/// handed out belong to a revoked session, which every check refuses. A
+/// macro, so the statements below can `concat!` it.
+macro_rules! claim {
+    () => {
+        "UPDATE refresh_tokens SET rotated_at = $1, successor_hash = $2, successor_sealed = $3
      WHERE hash = $4 AND rotated_at IS NULL AND idle_expires_at > $1
        AND EXISTS (SELECT 1 FROM sessions s
-                   WHERE s.id = refresh_tokens.session_id AND s.revoked_at IS NULL AND s.expires_at > $1)";
+                   WHERE s.id = refresh_tokens.session_id AND s.revoked_at IS NULL AND s.expires_at > $1)"
+    };
+}
+
+/// PostgreSQL: the claim and the successor (idle until `$5`) in one
+/// statement, so one round trip and its own transaction.
+const CLAIM_POSTGRES: &str = concat!(
+    "WITH claimed AS (",
+    claim!(),
+    " RETURNING session_id)
+     INSERT INTO refresh_tokens (hash, session_id, issued_at, idle_expires_at)
+     SELECT $2, session_id, $1, $5 FROM claimed"
+);
+
+/// SQLite: the claim and the successor as one batch. The successor is
+/// inserted only beside a token this claim marked.
+const CLAIM_SQLITE: &str = concat!(
+    claim!(),
+    "; INSERT INTO refresh_tokens (hash, session_id, issued_at, idle_expires_at)
+     SELECT $2, session_id, $1, $5 FROM refresh_tokens WHERE hash = $4 AND successor_hash = $2
+     RETURNING 1"
+);
 
 /// A rotation's writes: the presented token claimed, its successor stored.
 struct Claim<'a> {
@@ -491,39 +514,26 @@ struct Claim<'a> {
 }
 
 impl Claim<'_> {
-    /// `sql` with [`CLAIM`]'s parameters bound.
-    fn bound<'q>(&'q self, sql: &'q str) -> Query<'q, Any, AnyArguments<'q>> {
+    /// `sql` with the claim's parameters bound, owned.
+    fn bound(&self, sql: &'static str) -> Query<'static, Any, AnyArguments<'static>> {
         sqlx::query(sql)
             .bind(self.now)
-            .bind(self.successor.hash.as_str())
-            .bind(self.successor.sealed.as_str())
-            .bind(self.presented)
+            .bind(self.successor.hash.clone())
+            .bind(self.successor.sealed.clone())
+            .bind(self.presented.to_owned())
+            .bind(self.idle_expires_at)
     }
 
-    /// PostgreSQL: the claim and the successor in one statement, so one round
-    /// trip and its own transaction; true if the claim was won.
+    /// PostgreSQL: true if the claim was won.
     async fn in_one_statement(&self, conn: &mut AnyConnection) -> Result<bool, StoreError> {
-        let sql = format!(
-            "WITH claimed AS ({CLAIM} RETURNING session_id)
-             INSERT INTO refresh_tokens (hash, session_id, issued_at, idle_expires_at)
-             SELECT $2, session_id, $1, $5 FROM claimed"
-        );
-        let done = self.bound(&sql).bind(self.idle_expires_at).execute(conn).await?;
+        let done = self.bound(CLAIM_POSTGRES).execute(conn).await?;
         Ok(done.rows_affected() == 1)
     }
 
-    /// SQLite: the claim and the successor sent together as one transaction,
-    /// one round trip to the writing connection; true if the claim was won.
-    /// The successor is inserted only beside a token this claim marked.
+    /// SQLite, one transaction on the writing connection: true if the claim
+    /// was won.
     async fn in_one_batch(&self, store: &Store) -> Result<bool, StoreError> {
-        let sql = format!(
-            "BEGIN IMMEDIATE; {CLAIM};
-             INSERT INTO refresh_tokens (hash, session_id, issued_at, idle_expires_at)
-             SELECT $2, session_id, $1, $5 FROM refresh_tokens WHERE hash = $4 AND successor_hash = $2
-             RETURNING 1;
-             COMMIT"
-        );
-        let inserted = store.write_batch(self.bound(&sql).bind(self.idle_expires_at)).await?;
+        let inserted = store.write_batch(self.bound(CLAIM_SQLITE)).await?;
         Ok(!inserted.is_empty())
     }
 }
