@@ -497,11 +497,13 @@ async fn database_write_rate(url: &str, round: usize, run: Duration) -> f64 {
         .execute(&pool)
         .await
         .expect("baseline table");
-    // The same writing the store does: on SQLite every write goes through one
+    // Written as the store writes: on SQLite every write goes through one
     // connection, which writers queue for in memory, and a transaction is
     // sent as one batch that takes the write lock at once. Without the queue
     // writers would sleep in SQLite's busy handler, and one could starve past
-    // its timeout.
+    // its timeout. Each transaction is committed alone, as the baseline is
+    // defined; the store commits batches that wait together (group commit),
+    // and that saving is part of what the refresh figure shows.
     let sqlite_writer = if sqlite {
         let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(url).await.expect("baseline writer");
         sqlx::Executor::execute(&mut conn, "PRAGMA busy_timeout = 5000").await.expect("pragma");

@@ -141,20 +141,27 @@ pub(super) struct Batch {
     /// The statements, without `BEGIN` or `COMMIT`: the writer adds them.
     sql: &'static str,
     args: AnyArguments<'static>,
-    reply: oneshot::Sender<Result<Vec<AnyRow>, StoreError>>,
+    reply: Reply,
 }
 
+/// Where a batch's rows, or why it was not written, go.
+type Reply = oneshot::Sender<Result<Vec<AnyRow>, StoreError>>;
+
 fn fail_all(group: Vec<Batch>, err: &sqlx::Error) {
-    fail_written(group.into_iter().map(|batch| (batch.reply, Vec::new())).collect(), err);
+    fail(group.into_iter().map(|batch| batch.reply), err);
+}
+
+fn fail_written(written: Vec<(Reply, Vec<AnyRow>)>, err: &sqlx::Error) {
+    fail(written.into_iter().map(|(reply, _)| reply), err);
 }
 
 /// Every batch of a transaction that could not begin or commit is told so.
 /// They share one error, which each answer carries as text: as an outage,
 /// since what stops SQLite from beginning or committing is a lock held too
 /// long by another process or a disk that failed.
-fn fail_written(written: Vec<(oneshot::Sender<Result<Vec<AnyRow>, StoreError>>, Vec<AnyRow>)>, err: &sqlx::Error) {
-    tracing::warn!(error = %err, batches = written.len(), "SQLite group commit failed");
-    for (reply, _) in written {
+fn fail(replies: impl ExactSizeIterator<Item = Reply>, err: &sqlx::Error) {
+    tracing::warn!(error = %err, batches = replies.len(), "SQLite group commit failed");
+    for reply in replies {
         let _ = reply.send(Err(StoreError::Unavailable(sqlx::Error::Io(std::io::Error::other(
             err.to_string(),
         )))));
