@@ -92,7 +92,7 @@ impl SqliteWriter {
     /// (or with why they are not).
     async fn write_group(&mut self, mut group: Vec<Batch>) {
         if let Err(err) = self.ready().await {
-            return fail_all(group, &err);
+            return fail(group.into_iter().map(|batch| batch.reply).collect(), &err);
         }
         self.open = true;
         if group.len() == 1 {
@@ -103,10 +103,12 @@ impl SqliteWriter {
                 let _ = batch.reply.send(rows.map_err(StoreError::from));
             }
         } else if let Err(err) = self.run("BEGIN IMMEDIATE").await {
-            fail_all(group, &err);
+            fail(group.into_iter().map(|batch| batch.reply).collect(), &err);
         } else {
             let mut written = Vec::with_capacity(group.len());
-            for batch in group {
+            let mut pending = group.into_iter();
+            let mut aborted = None;
+            for batch in pending.by_ref() {
                 let sql = format!("SAVEPOINT batch; {}; RELEASE batch", batch.sql);
                 match self.fetch(&sql, batch.args).await {
                     Ok(rows) => written.push((batch.reply, rows)),
@@ -115,21 +117,31 @@ impl SqliteWriter {
                         let undone = self.run("ROLLBACK TO batch; RELEASE batch").await;
                         let _ = batch.reply.send(Err(err.into()));
                         if let Err(err) = undone {
-                            return fail_written(written, &err);
+                            aborted = Some(err);
+                            break;
                         }
                     }
                 }
             }
-            match self.run("COMMIT").await {
+            let committed = match aborted {
+                Some(err) => Err(err),
+                None => self.run("COMMIT").await,
+            };
+            match committed {
                 Ok(()) => {
                     self.open = false;
                     for (reply, rows) in written {
                         let _ = reply.send(Ok(rows));
                     }
                 }
-                Err(err) => fail_written(written, &err),
+                Err(err) => {
+                    let replies = written.into_iter().map(|(reply, _)| reply);
+                    fail(replies.chain(pending.map(|batch| batch.reply)).collect(), &err);
+                }
             }
         }
+        // Whatever failed is rolled back now, so an idle instance does not
+        // keep SQLite's write lock from other processes.
         if self.open {
             let _ = self.ready().await;
         }
@@ -147,19 +159,11 @@ pub(super) struct Batch {
 /// Where a batch's rows, or why it was not written, go.
 type Reply = oneshot::Sender<Result<Vec<AnyRow>, StoreError>>;
 
-fn fail_all(group: Vec<Batch>, err: &sqlx::Error) {
-    fail(group.into_iter().map(|batch| batch.reply), err);
-}
-
-fn fail_written(written: Vec<(Reply, Vec<AnyRow>)>, err: &sqlx::Error) {
-    fail(written.into_iter().map(|(reply, _)| reply), err);
-}
-
-/// Every batch of a transaction that could not begin or commit is told so.
-/// They share one error, which each answer carries as text: as an outage,
+/// Every batch of a transaction that could not begin or commit, or whose
+/// savepoint could not be undone, is told so. They share one error, which each answer carries as text: as an outage,
 /// since what stops SQLite from beginning or committing is a lock held too
 /// long by another process or a disk that failed.
-fn fail(replies: impl ExactSizeIterator<Item = Reply>, err: &sqlx::Error) {
+fn fail(replies: Vec<Reply>, err: &sqlx::Error) {
     tracing::warn!(error = %err, batches = replies.len(), "SQLite group commit failed");
     for reply in replies {
         let _ = reply.send(Err(StoreError::Unavailable(sqlx::Error::Io(std::io::Error::other(
