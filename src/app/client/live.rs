@@ -17,7 +17,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use super::session::refresh_or_sign_out;
-use super::ClientError;
+use super::transport::ClientError;
 use crate::app::auth_store::{now_seconds, AccessToken, AuthStore};
 use crate::app::live_feed::{LiveFeed, LiveStatus};
 use crate::protocol::live::{ClientMessage, ServerMessage, CLOSE_REVOKED, CLOSE_TOKEN, PATH};

@@ -1,10 +1,11 @@
 //! The browser half of token handling (compiled only with `hydrate`): the API
 //! client, the shared refresh, and the cooperation between tabs.
 
-mod http;
+mod api;
 mod live;
 mod session;
 mod tabs;
+mod transport;
 
 use std::time::Duration;
 
@@ -13,7 +14,8 @@ use leptos::task::spawn_local;
 use wasm_bindgen::prelude::Closure;
 use wasm_bindgen::JsCast as _;
 
-pub use http::{Api, ClientError};
+pub use api::Api;
+pub use transport::ClientError;
 pub use session::{log_out, logged_in, refresh, refresh_or_sign_out, sign_out};
 
 use super::auth_store::{now_seconds, AuthStore};

@@ -11,7 +11,7 @@ use futures::future::{FutureExt as _, LocalBoxFuture, Shared};
 use gloo_net::http::Method;
 use leptos::prelude::*;
 
-use super::http::{discard, send_once, ClientError};
+use super::transport::{discard, send_once, ClientError};
 use super::tabs::{self, TabMessage};
 use crate::app::auth_store::{now_seconds, AccessToken, AuthStore};
 use crate::app::routes::{access_for, login_url, Access, LOGIN};

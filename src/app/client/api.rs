@@ -1,0 +1,66 @@
+//! The API client pages use. Every call carries `Authorization: Bearer` from
+//! the token store; a 401 runs one refresh shared by every call that failed
+//! meanwhile and retries each call once.
+
+use gloo_net::http::{Method, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::session::{refresh_or_sign_out, sign_out};
+use super::transport::{discard, ok_or_refused, send_once, ClientError};
+use crate::app::auth_store::{now_seconds, AuthStore};
+
+/// The API client, `Copy` like the store it reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Api {
+    store: AuthStore,
+}
+
+impl Api {
+    pub fn new(store: AuthStore) -> Self {
+        Self { store }
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let response = self.authorized(Method::GET, path, None).await?;
+        response.json().await.map_err(|_| ClientError::Unavailable)
+    }
+
+    /// A call whose success has no body (204).
+    pub async fn send<B: Serialize>(&self, method: Method, path: &str, body: Option<&B>) -> Result<(), ClientError> {
+        let body = body
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|_| ClientError::Unavailable)?;
+        self.authorized(method, path, body.as_deref()).await.map(drop)
+    }
+
+    /// A call without an access token (login, register), answered with `T`.
+    pub async fn post_public<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
+        let body = serde_json::to_string(body).map_err(|_| ClientError::Unavailable)?;
+        let response = ok_or_refused(send_once(Method::POST, path, Some(&body), None).await?).await?;
+        response.json().await.map_err(|_| ClientError::Unavailable)
+    }
+
+    async fn authorized(&self, method: Method, path: &str, body: Option<&str>) -> Result<Response, ClientError> {
+        // A token known to be expired is not worth a round trip: refresh first.
+        let token = match self.store.current() {
+            Some(token) if token.is_active(now_seconds()) => token,
+            stale => refresh_or_sign_out(self.store, stale).await?,
+        };
+        let response = send_once(method.clone(), path, body, Some(&token)).await?;
+        if response.status() != 401 {
+            return ok_or_refused(response).await;
+        }
+        discard(response).await;
+        let token = refresh_or_sign_out(self.store, Some(token)).await?;
+        let response = send_once(method, path, body, Some(&token)).await?;
+        if response.status() == 401 {
+            discard(response).await;
+            // A fresh token refused at once: the session is gone.
+            sign_out(self.store, true);
+            return Err(ClientError::SignedOut);
+        }
+        ok_or_refused(response).await
+    }
+}
