@@ -3,6 +3,7 @@
 
 mod api;
 mod live;
+mod navigation;
 mod session;
 mod tabs;
 mod transport;
@@ -25,7 +26,7 @@ use super::live_feed::LiveFeed;
 /// refreshing ahead of expiry, refreshing when a hidden tab comes back with an
 /// expired token, and the live socket.
 pub fn start(store: AuthStore, feed: LiveFeed) {
-    tabs::listen(store);
+    session::follow_other_tabs(store);
     live::start(store, feed);
 
     Effect::new(move |previous: Option<Option<TimeoutHandle>>| {

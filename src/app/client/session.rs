@@ -11,10 +11,10 @@ use futures::future::{FutureExt as _, LocalBoxFuture, Shared};
 use gloo_net::http::Method;
 use leptos::prelude::*;
 
-use super::transport::{discard, send_once, ClientError};
+use super::navigation::leave_for_login;
 use super::tabs::{self, TabMessage};
+use super::transport::{discard, send_once, ClientError};
 use crate::app::auth_store::{now_seconds, AccessToken, AuthStore};
-use crate::app::routes::{access_for, login_url, Access, LOGIN};
 use crate::protocol::{Me, TokenResponse};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,27 +120,12 @@ pub async fn refresh_or_sign_out(store: AuthStore, stale: Option<AccessToken>) -
 }
 
 /// Ends the session in this tab and every other: the store is emptied and the
-/// page replaced by the login page, which drops everything held in memory.
-/// `keep_place` adds `next=<here>` so logging in again comes back.
+/// page replaced by the login page. `keep_place` adds `next=<here>` so logging
+/// in again comes back.
 pub fn sign_out(store: AuthStore, keep_place: bool) {
     store.end();
     tabs::announce(&TabMessage::LoggedOut);
     leave_for_login(keep_place);
-}
-
-pub(super) fn leave_for_login(keep_place: bool) {
-    let location = location();
-    let path = location.pathname().unwrap_or_default();
-    if access_for(&path) == Access::GuestOnly {
-        return;
-    }
-    let target = if keep_place {
-        let here = format!("{path}{}", location.search().unwrap_or_default());
-        login_url(&here)
-    } else {
-        LOGIN.to_string()
-    };
-    let _ = location.replace(&target);
 }
 
 /// After a login or registration in this tab: the store takes the token and
@@ -163,4 +148,16 @@ pub async fn log_out(store: AuthStore) {
     store.begin_ending();
     let _ = send_once(Method::POST, "/auth/logout", None, None).await;
     sign_out(store, false);
+}
+
+/// Follows the other tabs for the life of the page: their new tokens are
+/// adopted, and their sign-out is this tab's too.
+pub(super) fn follow_other_tabs(store: AuthStore) {
+    tabs::listen(move |message| match message {
+        TabMessage::Token { access_token, username } => store.adopt_token(&access_token, username),
+        TabMessage::LoggedOut => {
+            store.end();
+            leave_for_login(true);
+        }
+    });
 }

@@ -14,8 +14,6 @@ use wasm_bindgen::prelude::Closure;
 use wasm_bindgen::{JsCast as _, JsValue};
 use web_sys::{BroadcastChannel, MessageEvent};
 
-use super::session::leave_for_login;
-use crate::app::auth_store::AuthStore;
 use crate::protocol::live::required;
 
 const CHANNEL_NAME: &str = "gatehouse-auth";
@@ -61,26 +59,20 @@ thread_local! {
     static CHANNEL: RefCell<Option<BroadcastChannel>> = const { RefCell::new(None) };
 }
 
-/// Listens to the other tabs for the life of the page.
-pub fn listen(store: AuthStore) {
+/// Hands every message from the other tabs to `on_message`, for the life of
+/// the page. A message this version cannot read is ignored.
+pub fn listen(on_message: impl Fn(TabMessage) + 'static) {
     let Ok(channel) = BroadcastChannel::new(CHANNEL_NAME) else {
         return;
     };
-    let on_message = Closure::<dyn Fn(MessageEvent)>::new(move |event: MessageEvent| {
-        let Some(text) = event.data().as_string() else {
-            return;
-        };
-        match serde_json::from_str::<TabMessage>(&text) {
-            Ok(TabMessage::Token { access_token, username }) => store.adopt_token(&access_token, username),
-            Ok(TabMessage::LoggedOut) => {
-                store.end();
-                leave_for_login(true);
-            }
-            Err(_) => {}
+    let on_event = Closure::<dyn Fn(MessageEvent)>::new(move |event: MessageEvent| {
+        let message = event.data().as_string().and_then(|text| serde_json::from_str::<TabMessage>(&text).ok());
+        if let Some(message) = message {
+            on_message(message);
         }
     });
-    channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-    on_message.forget();
+    channel.set_onmessage(Some(on_event.as_ref().unchecked_ref()));
+    on_event.forget();
     CHANNEL.with(|slot| *slot.borrow_mut() = Some(channel));
 }
 
