@@ -1,5 +1,17 @@
 //! The browser half of token handling (compiled only with `hydrate`): the API
-//! client, the shared refresh, and the cooperation between tabs.
+//! client, the shared refresh, the cooperation between tabs and the live socket.
+//!
+//! Layered from the bottom up; each module uses only those above it in this list:
+//! - `transport`: one request, with the bearer token when given one; no refresh,
+//!   no retry. `ClientError`.
+//! - `tabs`: the other tabs of this browser: a BroadcastChannel for new tokens
+//!   and logouts, a Web Lock around refreshes.
+//! - `navigation`: leaving the page for `/login`.
+//! - `session`: the session as this tab sees it: the one refresh shared by
+//!   every caller, sign-out, login and logout, following the other tabs,
+//!   refreshing ahead of expiry.
+//! - `api`: the client pages call: bearer token, refresh on a 401, one retry.
+//! - `live`: the live socket, refreshed and reconnected through `session`.
 
 mod api;
 mod live;
@@ -8,18 +20,11 @@ mod session;
 mod tabs;
 mod transport;
 
-use std::time::Duration;
-
-use leptos::prelude::*;
-use leptos::task::spawn_local;
-use wasm_bindgen::prelude::Closure;
-use wasm_bindgen::JsCast as _;
-
 pub use api::Api;
-pub use transport::ClientError;
 pub use session::{log_out, logged_in, refresh, refresh_or_sign_out, sign_out};
+pub use transport::ClientError;
 
-use super::auth_store::{now_seconds, AuthStore};
+use super::auth_store::AuthStore;
 use super::live_feed::LiveFeed;
 
 /// Starts the background work of the token store: listening to other tabs,
@@ -28,33 +33,5 @@ use super::live_feed::LiveFeed;
 pub fn start(store: AuthStore, feed: LiveFeed) {
     session::follow_other_tabs(store);
     live::start(store, feed);
-
-    Effect::new(move |previous: Option<Option<TimeoutHandle>>| {
-        if let Some(Some(handle)) = previous {
-            handle.clear();
-        }
-        let token = store.token()?;
-        let delay = (token.refresh_due_at() - now_seconds()).max(0);
-        let delay = Duration::from_secs(u64::try_from(delay).unwrap_or(0));
-        set_timeout_with_handle(
-            move || spawn_local(async move {
-                let _ = refresh_or_sign_out(store, Some(token)).await;
-            }),
-            delay,
-        )
-        .ok()
-    });
-
-    let on_visible = Closure::<dyn Fn()>::new(move || {
-        let visible = document().visibility_state() == web_sys::VisibilityState::Visible;
-        let expired = store.current().filter(|t| !t.is_active(now_seconds()));
-        if let (true, Some(stale)) = (visible, expired) {
-            spawn_local(async move {
-                let _ = refresh_or_sign_out(store, Some(stale)).await;
-            });
-        }
-    });
-    let _ = document().add_event_listener_with_callback("visibilitychange", on_visible.as_ref().unchecked_ref());
-    // Lives as long as the page.
-    on_visible.forget();
+    session::keep_fresh(store);
 }

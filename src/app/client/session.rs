@@ -1,4 +1,5 @@
-//! Refreshing the access token and ending the session, from the browser's side.
+//! The session as this tab sees it: refreshing the access token, keeping it
+//! fresh, following the other tabs, and ending the session.
 //!
 //! One refresh at a time per tab: every caller that needs a new token while a
 //! refresh is running awaits that same refresh. Across tabs a Web Lock
@@ -6,10 +7,14 @@
 //! harmless when the lock is not available.
 
 use std::cell::RefCell;
+use std::time::Duration;
 
 use futures::future::{FutureExt as _, LocalBoxFuture, Shared};
 use gloo_net::http::Method;
 use leptos::prelude::*;
+use leptos::task::spawn_local;
+use wasm_bindgen::prelude::Closure;
+use wasm_bindgen::JsCast as _;
 
 use super::navigation::leave_for_login;
 use super::tabs::{self, TabMessage};
@@ -160,4 +165,38 @@ pub(super) fn follow_other_tabs(store: AuthStore) {
             leave_for_login(true);
         }
     });
+}
+
+/// Refreshes ahead of each token's expiry, and at once when a hidden tab comes
+/// back holding an expired token: browsers throttle or freeze a hidden tab's
+/// timers, so the one set ahead of expiry may not have fired.
+pub(super) fn keep_fresh(store: AuthStore) {
+    Effect::new(move |previous: Option<Option<TimeoutHandle>>| {
+        if let Some(Some(handle)) = previous {
+            handle.clear();
+        }
+        let token = store.token()?;
+        let delay = (token.refresh_due_at() - now_seconds()).max(0);
+        let delay = Duration::from_secs(u64::try_from(delay).unwrap_or(0));
+        set_timeout_with_handle(
+            move || spawn_local(async move {
+                let _ = refresh_or_sign_out(store, Some(token)).await;
+            }),
+            delay,
+        )
+        .ok()
+    });
+
+    let on_visible = Closure::<dyn Fn()>::new(move || {
+        let visible = document().visibility_state() == web_sys::VisibilityState::Visible;
+        let expired = store.current().filter(|t| !t.is_active(now_seconds()));
+        if let (true, Some(stale)) = (visible, expired) {
+            spawn_local(async move {
+                let _ = refresh_or_sign_out(store, Some(stale)).await;
+            });
+        }
+    });
+    let _ = document().add_event_listener_with_callback("visibilitychange", on_visible.as_ref().unchecked_ref());
+    // Lives as long as the page.
+    on_visible.forget();
 }

@@ -31,7 +31,10 @@ pub enum TabMessage {
     LoggedOut,
 }
 
-/// Read flat, as `ServerMessage` is (see `ServerFields` there).
+/// The message's fields read flat, `type` among them: serde reads a
+/// `type`-tagged enum by first copying it into a tree of generic values, and
+/// that reader would add kilobytes of compressed WASM to every page. The socket's
+/// messages are read the same way.
 #[derive(Deserialize)]
 struct TabFields {
     #[serde(rename = "type")]
