@@ -6,7 +6,8 @@ use crate::app::routes::{access_for, login_url, Access, LOGIN};
 
 /// Replaces the page by the login page, which drops everything held in
 /// memory. `keep_place` adds `next=<here>` so logging in again comes back.
-/// A guest-only page (the login page itself) stays where it is.
+/// A guest-only page (login, register) is already where a signed-out visitor
+/// belongs: it stays.
 pub(super) fn leave_for_login(keep_place: bool) {
     let location = location();
     let path = location.pathname().unwrap_or_default();
