@@ -189,8 +189,7 @@ async fn run(chosen: Selection) {
     }
     report.token_microbenchmarks(std::path::Path::new("target/criterion/access_token"));
     let path = std::path::Path::new("BENCHMARKS.md");
-    let previous = std::fs::read_to_string(path).ok();
-    std::fs::write(path, Report::keep_log(report.render(), previous.as_deref())).expect("write BENCHMARKS.md");
+    std::fs::write(path, report.render()).expect("write BENCHMARKS.md");
     println!("wrote {}", path.display());
 }
 

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use super::wrk::{merge, Measured, Turns, ROUNDS, TURN};
 
-/// Where the optimisation record starts in BENCHMARKS.md.
-const LOG_HEADING: &str = "## Optimisation log";
+/// The last line of BENCHMARKS.md: what each change did to these figures is
+/// kept by hand in a file of its own, so a run rewrites this one whole.
+const LOG_POINTER: &str =
+    "What each optimisation changed, with figures from the runs before and after it: [docs/optimisation-log.md](docs/optimisation-log.md).";
 
 pub struct Figure {
     what: String,
@@ -248,15 +250,7 @@ impl Report {
                 let _ = writeln!(out, "- {note}");
             }
         }
+        let _ = writeln!(out, "\n{LOG_POINTER}");
         out
-    }
-
-    /// The hand-kept record of optimisations (figures before and after each
-    /// change, copied from earlier runs) survives a new run.
-    pub fn keep_log(rendered: String, previous: Option<&str>) -> String {
-        match previous.and_then(|text| text.find(LOG_HEADING).map(|at| &text[at..])) {
-            Some(log) => format!("{}\n\n{log}", rendered.trim_end()),
-            None => rendered,
-        }
     }
 }
