@@ -1,0 +1,395 @@
+//! Runtime settings: `Leptos.toml` (section `[gatehouse]`) with safe defaults, each
+//! overridable by an environment variable. A bad value stops the start with a
+//! message naming the setting.
+//!
+//! Every setting is declared once, in the table below: its file key, type,
+//! default, environment variable, rules and meaning (`setting.rs` says what the
+//! table turns into). `docs/configuration.md` shows the same table to operators;
+//! a test keeps the two in step.
+
+#[cfg(test)]
+mod documented;
+mod rate_limit;
+mod setting;
+
+use std::path::Path;
+
+use ipnet::IpNet;
+use leptos::config::LeptosOptions;
+use serde::Deserialize;
+
+pub use rate_limit::RateLimit;
+use setting::{declare_settings, require, Refused};
+
+/// Where the settings file is looked for unless `GATEHOUSE_CONFIG` names another.
+pub const DEFAULT_CONFIG_FILE: &str = "Leptos.toml";
+
+/// Hashing threads at most: each keeps `argon2_memory_kib` of memory.
+const MAX_HASH_CONCURRENCY: usize = 256;
+
+const MINUTE: i64 = 60;
+const DAY: i64 = 86_400;
+/// Far beyond any sensible session, and far from overflowing `now + ttl`.
+const TEN_YEARS: i64 = 10 * 365 * DAY;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid TOML: {message}")]
+    Parse { path: String, message: String },
+    #[error("setting {setting} has a bad value {value:?}: {reason}")]
+    Invalid {
+        setting: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("Leptos settings: {0}")]
+    Leptos(String),
+}
+
+declare_settings! {
+    /// `sqlite://…` (the file is created on first start) or `postgres://…`.
+    database_url: String = "sqlite://data/gatehouse.db".into(), env "DATABASE_URL",
+        valid |url, _| require(
+            ["sqlite:", "postgres://", "postgresql://"].iter().any(|scheme| url.starts_with(scheme)),
+            without_password(url),
+            "must start with sqlite:, postgres:// or postgresql://",
+        );
+
+    /// Lifetime of an access token.
+    access_ttl: i64 = 15 * MINUTE, env "GATEHOUSE_ACCESS_TTL",
+        valid |ttl, _| require((10..=DAY).contains(ttl), ttl, "must be 10 to 86400 seconds");
+
+    /// A session unused this long ends.
+    refresh_idle_ttl: i64 = 7 * DAY, env "GATEHOUSE_REFRESH_IDLE_TTL",
+        valid |ttl, all| {
+            require(*ttl <= TEN_YEARS, ttl, "must be at most ten years")?;
+            require(*ttl >= all.access_ttl, ttl, "must be at least the access token lifetime")
+        };
+
+    /// A session ends this long after login, used or not.
+    session_max_age: i64 = 30 * DAY, env "GATEHOUSE_SESSION_MAX_AGE",
+        valid |age, all| {
+            require(*age <= TEN_YEARS, age, "must be at most ten years")?;
+            require(*age >= all.access_ttl, age, "must be at least the access token lifetime")
+        };
+
+    /// A rotated refresh token presented again within this window is a race,
+    /// answered idempotently; later it is theft.
+    refresh_grace: i64 = 10, env "GATEHOUSE_REFRESH_GRACE",
+        valid |grace, _| require((0..=300).contains(grace), grace, "must be 0 to 300 seconds");
+
+    /// `false` allows plain-HTTP local use (no `Secure`, no `__Host-` prefix).
+    cookie_secure: bool = true, env "GATEHOUSE_COOKIE_SECURE";
+
+    /// The `iss` of every access token.
+    issuer: String = "gatehouse".into(), env "GATEHOUSE_ISSUER",
+        valid |issuer, _| require(!issuer.trim().is_empty(), issuer, "must not be empty");
+
+    /// The `aud` of every access token.
+    audience: String = "gatehouse".into(), env "GATEHOUSE_AUDIENCE",
+        valid |audience, _| require(!audience.trim().is_empty(), audience, "must not be empty");
+
+    /// Other origins (scheme://host[:port]) allowed to call cookie-authenticated
+    /// endpoints and open WebSockets. The server's own origin is always allowed.
+    allowed_origins: Vec<String> = Vec::new(), env "GATEHOUSE_ALLOWED_ORIGINS",
+        valid |origins, _| origins.iter().try_for_each(|origin| {
+            require(is_origin(origin), origin, "each origin is scheme://host[:port], without a path")
+        });
+
+    /// Addresses or CIDR ranges whose `X-Forwarded-For` is believed. Empty: the
+    /// socket address is the client.
+    trusted_proxies: Vec<IpNet> = Vec::new(), env "GATEHOUSE_TRUSTED_PROXIES";
+
+    /// argon2id memory cost (OWASP's default).
+    argon2_memory_kib: u32 = 19_456, env "GATEHOUSE_ARGON2_MEMORY_KIB",
+        valid |_, all| argon2_cost(Argon2Cost::Memory, all);
+
+    /// argon2id time cost (OWASP's default).
+    argon2_iterations: u32 = 2, env "GATEHOUSE_ARGON2_ITERATIONS",
+        valid |_, all| argon2_cost(Argon2Cost::Iterations, all);
+
+    /// argon2id lanes (OWASP's default).
+    argon2_parallelism: u32 = 1, env "GATEHOUSE_ARGON2_PARALLELISM",
+        valid |_, all| argon2_cost(Argon2Cost::Parallelism, all);
+
+    /// Password hashes computed at once (0: one per core).
+    hash_concurrency: usize = 0, env "GATEHOUSE_HASH_CONCURRENCY",
+        valid |threads, _| require(
+            *threads <= MAX_HASH_CONCURRENCY,
+            threads,
+            format!("must be 0 (one per core) to {MAX_HASH_CONCURRENCY}: each is a thread with its own argon2 memory"),
+        );
+
+    /// Failed logins allowed per username.
+    login_failures_per_username: RateLimit = RateLimit { count: 5, per_seconds: 60 },
+        env "GATEHOUSE_LOGIN_FAILURES_PER_USERNAME";
+
+    /// Failed logins allowed per client address.
+    login_failures_per_ip: RateLimit = RateLimit { count: 20, per_seconds: 60 },
+        env "GATEHOUSE_LOGIN_FAILURES_PER_IP";
+
+    /// Accounts created per client address.
+    registrations_per_ip: RateLimit = RateLimit { count: 10, per_seconds: 3600 },
+        env "GATEHOUSE_REGISTRATIONS_PER_IP";
+
+    /// Refresh requests per session.
+    refreshes_per_session: RateLimit = RateLimit { count: 60, per_seconds: 60 },
+        env "GATEHOUSE_REFRESHES_PER_SESSION";
+
+    /// A session that ended (logged out, revoked, expired) is deleted with its
+    /// refresh tokens this long after.
+    ended_session_retention: i64 = 30 * DAY, env "GATEHOUSE_ENDED_SESSION_RETENTION",
+        // A revoked session's row is what refuses its access tokens after a
+        // restart (those revoked in the last `access_ttl` + 60 s are loaded),
+        // so it is kept well past their lifetime.
+        valid |kept, all| require(
+            (DAY..=TEN_YEARS).contains(kept) && *kept > all.access_ttl + 60,
+            kept,
+            "must be one day to ten years, and longer than the access token lifetime and a minute",
+        );
+
+    /// Audit events are deleted this long after they happened; 0 keeps them for ever.
+    audit_retention: i64 = 365 * DAY, env "GATEHOUSE_AUDIT_RETENTION",
+        valid |kept, _| require((0..=100 * 365 * DAY).contains(kept), kept, "must be 0 (for ever) to a hundred years");
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ConfigFile {
+    #[serde(default)]
+    gatehouse: FileSettings,
+}
+
+impl Settings {
+    /// Reads the file named by `GATEHOUSE_CONFIG`, else `Leptos.toml` if it exists,
+    /// then applies environment overrides.
+    pub fn load() -> Result<Self, ConfigError> {
+        let env = |name: &str| std::env::var(name).ok();
+        let path = env("GATEHOUSE_CONFIG");
+        let text = match &path {
+            Some(path) => Some(read(path)?),
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => Some(read(DEFAULT_CONFIG_FILE)?),
+            None => None,
+        };
+        let name = path.as_deref().unwrap_or(DEFAULT_CONFIG_FILE);
+        Self::from_sources(name, text.as_deref(), env)
+    }
+
+    /// Builds settings from a file's text (if any) and an environment lookup.
+    pub fn from_sources(
+        file_name: &str,
+        file_text: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let file: ConfigFile = match file_text {
+            Some(text) => toml::from_str(text).map_err(|e| ConfigError::Parse {
+                path: file_name.to_string(),
+                // The full message names the offending key and line.
+                message: e.to_string(),
+            })?,
+            None => ConfigFile::default(),
+        };
+        let settings = Self::merge(file.gatehouse, env)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+}
+
+fn read(path: &str) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_string(),
+        source,
+    })
+}
+
+/// `scheme://host[:port]`, as browsers send it in `Origin`; a trailing `/` is tolerated.
+fn is_origin(origin: &str) -> bool {
+    (origin.starts_with("https://") || origin.starts_with("http://"))
+        && !origin.trim_end_matches('/').contains(['?', '#'])
+        && origin.split("://").nth(1).is_some_and(|host| !host.is_empty() && !host.contains('/'))
+}
+
+/// One of the three argon2id cost settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Argon2Cost {
+    Memory,
+    Iterations,
+    Parallelism,
+}
+
+/// argon2 judges its three costs together; each of the three settings reports
+/// the refusals that are about it, so exactly one names the bad one.
+fn argon2_cost(setting: Argon2Cost, all: &Settings) -> Result<(), Refused> {
+    let (memory, iterations, lanes) = (all.argon2_memory_kib, all.argon2_iterations, all.argon2_parallelism);
+    let Err(refused) = argon2::Params::new(memory, iterations, lanes, None) else {
+        return Ok(());
+    };
+    let about = match refused {
+        argon2::Error::TimeTooSmall => Argon2Cost::Iterations,
+        argon2::Error::ThreadsTooFew | argon2::Error::ThreadsTooMany => Argon2Cost::Parallelism,
+        _ => Argon2Cost::Memory,
+    };
+    require(
+        about != setting,
+        format!("m={memory} t={iterations} p={lanes}"),
+        format!("not valid argon2 parameters: {refused} (memory must be at least 8 KiB per lane)"),
+    )
+}
+
+/// Leptos' own options (site address, output name, asset locations) from the
+/// environment cargo-leptos sets, with defaults that let the release binary run
+/// on its own from the repository root.
+pub fn leptos_options() -> Result<LeptosOptions, ConfigError> {
+    let conf = leptos::config::get_configuration(None)
+        .map_err(|e| ConfigError::Leptos(e.to_string()))?;
+    let mut options = conf.leptos_options;
+    if options.output_name.is_empty() {
+        options.output_name = env!("CARGO_PKG_NAME").into();
+    }
+    // Run outside cargo-leptos, a release build still knows it was built with
+    // hashed file names: cargo-leptos leaves the hash file beside the binary.
+    if std::env::var_os("LEPTOS_HASH_FILES").is_none() {
+        options.hash_files = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join(options.hash_file.as_ref())))
+            .is_some_and(|file| file.exists());
+    }
+    Ok(options)
+}
+
+/// A database URL fit for an error message: the password, if any, replaced.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((credentials, host)) if credentials.contains(':') => {
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn defaults_apply_without_a_file() {
+        let settings = Settings::from_sources("Leptos.toml", None, no_env).unwrap();
+        assert_eq!(settings, Settings::default());
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let file = "[gatehouse]\ndatabase_url = \"sqlite://from-file.db\"\n";
+        let from_file = Settings::from_sources("Leptos.toml", Some(file), no_env).unwrap();
+        assert_eq!(from_file.database_url, "sqlite://from-file.db");
+        let env = |name: &str| (name == "DATABASE_URL").then(|| "postgres://db/x".to_string());
+        let from_env = Settings::from_sources("Leptos.toml", Some(file), env).unwrap();
+        assert_eq!(from_env.database_url, "postgres://db/x");
+    }
+
+    #[test]
+    fn bad_value_names_the_setting() {
+        let env = |name: &str| (name == "DATABASE_URL").then(|| "mysql://nope".to_string());
+        let err = Settings::from_sources("Leptos.toml", None, env).unwrap_err();
+        assert!(err.to_string().contains("DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn every_setting_has_an_environment_override() {
+        let env = |name: &str| {
+            let value = match name {
+                "GATEHOUSE_ACCESS_TTL" => "60",
+                "GATEHOUSE_REFRESH_IDLE_TTL" => "120",
+                "GATEHOUSE_SESSION_MAX_AGE" => "240",
+                "GATEHOUSE_REFRESH_GRACE" => "3",
+                "GATEHOUSE_COOKIE_SECURE" => "false",
+                "GATEHOUSE_ISSUER" => "https://id.example",
+                "GATEHOUSE_AUDIENCE" => "app",
+                "GATEHOUSE_ALLOWED_ORIGINS" => "https://a.example, https://b.example:8443",
+                "GATEHOUSE_TRUSTED_PROXIES" => "10.0.0.0/8,127.0.0.1",
+                "GATEHOUSE_LOGIN_FAILURES_PER_USERNAME" => "3/minute",
+                "GATEHOUSE_REGISTRATIONS_PER_IP" => "2/90s",
+                _ => return None,
+            };
+            Some(value.to_string())
+        };
+        let s = Settings::from_sources("Leptos.toml", None, env).unwrap();
+        assert_eq!((s.access_ttl, s.refresh_idle_ttl, s.session_max_age, s.refresh_grace), (60, 120, 240, 3));
+        assert!(!s.cookie_secure);
+        assert_eq!(s.issuer, "https://id.example");
+        assert_eq!(s.audience, "app");
+        assert_eq!(s.allowed_origins, ["https://a.example", "https://b.example:8443"]);
+        assert_eq!(s.trusted_proxies.len(), 2);
+        assert!(s.trusted_proxies[1].contains(&"127.0.0.1".parse::<IpAddr>().unwrap()));
+        assert_eq!(s.login_failures_per_username, RateLimit { count: 3, per_seconds: 60 });
+        assert_eq!(s.registrations_per_ip, RateLimit { count: 2, per_seconds: 90 });
+    }
+
+    #[test]
+    fn bad_values_are_refused_by_name() {
+        for (name, value) in [
+            ("GATEHOUSE_ACCESS_TTL", "0"),
+            ("GATEHOUSE_ACCESS_TTL", "soon"),
+            ("GATEHOUSE_REFRESH_GRACE", "-1"),
+            ("GATEHOUSE_COOKIE_SECURE", "maybe"),
+            ("GATEHOUSE_ALLOWED_ORIGINS", "example.com"),
+            ("GATEHOUSE_TRUSTED_PROXIES", "10.0.0.0/99"),
+            ("GATEHOUSE_REFRESHES_PER_SESSION", "0/minute"),
+            ("GATEHOUSE_ARGON2_MEMORY_KIB", "1"),
+            ("GATEHOUSE_ARGON2_ITERATIONS", "0"),
+            ("GATEHOUSE_ARGON2_PARALLELISM", "0"),
+            ("GATEHOUSE_HASH_CONCURRENCY", "257"),
+            ("GATEHOUSE_SESSION_MAX_AGE", "9223372036854775807"),
+            ("GATEHOUSE_REFRESH_IDLE_TTL", "9223372036854775807"),
+            ("GATEHOUSE_ENDED_SESSION_RETENTION", "3600"),
+            ("GATEHOUSE_AUDIT_RETENTION", "-1"),
+        ] {
+            let env = |n: &str| (n == name).then(|| value.to_string());
+            let err = Settings::from_sources("Leptos.toml", None, env).unwrap_err();
+            assert!(err.to_string().contains(name), "{name}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_shipped_file_parses() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Leptos.toml")).unwrap();
+        let settings = Settings::from_sources("Leptos.toml", Some(&text), no_env).unwrap();
+        assert_eq!(settings, Settings::default());
+    }
+
+    #[test]
+    fn unknown_key_in_file_is_refused() {
+        let file = "[gatehouse]\ndatabse_url = \"typo\"\n";
+        let err = Settings::from_sources("Leptos.toml", Some(file), no_env).unwrap_err();
+        assert!(err.to_string().contains("databse_url"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_value_in_the_file_names_its_key() {
+        let file = "[gatehouse]\naccess_ttl = \"soon\"\n";
+        let err = Settings::from_sources("Leptos.toml", Some(file), no_env).unwrap_err();
+        assert!(err.to_string().contains("access_ttl"), "{err}");
+    }
+
+    #[test]
+    fn a_refused_database_url_hides_its_password() {
+        let env = |n: &str| (n == "DATABASE_URL").then(|| "mysql://ada:s3cret@db/x".to_string());
+        let err = Settings::from_sources("Leptos.toml", None, env).unwrap_err().to_string();
+        assert!(err.contains("DATABASE_URL") && err.contains("ada:***@db/x"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+}
