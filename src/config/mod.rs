@@ -227,7 +227,14 @@ enum Argon2Cost {
 /// the refusals that are about it, so exactly one names the bad one.
 fn argon2_cost(setting: Argon2Cost, all: &Settings) -> Result<(), Refused> {
     let (memory, iterations, lanes) = (all.argon2_memory_kib, all.argon2_iterations, all.argon2_parallelism);
-    let Err(refused) = argon2::Params::new(memory, iterations, lanes, None) else {
+    // argon2 0.5 multiplies the lanes by 8 unchecked before it checks their
+    // maximum: so many lanes would panic there (debug) or be blamed on memory.
+    let params = if lanes > argon2::Params::MAX_P_COST {
+        Err(argon2::Error::ThreadsTooMany)
+    } else {
+        argon2::Params::new(memory, iterations, lanes, None)
+    };
+    let Err(refused) = params else {
         return Ok(());
     };
     let about = match refused {

@@ -109,6 +109,15 @@ fn a_bad_value_in_the_file_names_its_key() {
 }
 
 #[test]
+fn far_too_many_argon2_lanes_are_refused_by_name() {
+    for lanes in ["16777216", "536870912", "4294967295"] {
+        let env = |n: &str| (n == "GATEHOUSE_ARGON2_PARALLELISM").then(|| lanes.to_string());
+        let err = Settings::from_sources("Leptos.toml", None, env).unwrap_err().to_string();
+        assert!(err.contains("GATEHOUSE_ARGON2_PARALLELISM"), "{lanes}: {err}");
+    }
+}
+
+#[test]
 fn a_refused_database_url_hides_its_password() {
     let env = |n: &str| (n == "DATABASE_URL").then(|| "mysql://ada:s3cret@db/x".to_string());
     let err = Settings::from_sources("Leptos.toml", None, env).unwrap_err().to_string();
