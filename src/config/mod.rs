@@ -208,7 +208,7 @@ fn read(path: &str) -> Result<String, ConfigError> {
     })
 }
 
-/// `scheme://host[:port]`, as browsers send it in `Origin`; a trailing `/` is tolerated.
+/// `scheme://host[:port]` as browsers send it in `Origin`: no path, query or fragment.
 fn is_origin(origin: &str) -> bool {
     (origin.starts_with("https://") || origin.starts_with("http://"))
         && !origin.trim_end_matches('/').contains(['?', '#'])
