@@ -4,6 +4,7 @@
 use axum::http::HeaderValue;
 
 use crate::auth::refresh_token::RefreshToken;
+use crate::auth::NewTokens;
 
 #[derive(Debug, Clone, Copy)]
 pub struct CookiePolicy {
@@ -34,9 +35,16 @@ impl CookiePolicy {
         HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 
-    /// Sets the cookie to `token` for `max_age` seconds: the session's remaining life.
+    /// Sets the cookie to `token` for `max_age` seconds.
     pub fn set(&self, token: &RefreshToken, max_age: i64) -> HeaderValue {
         self.header(token.expose(), max_age)
+    }
+
+    /// Sets the cookie to the refresh token of a login, registration or
+    /// rotation, for the session's remaining life at `now`: the browser keeps
+    /// it no longer than the server would accept it.
+    pub fn set_for_tokens(&self, tokens: &NewTokens, now: i64) -> HeaderValue {
+        self.set(&tokens.refresh, tokens.session.ends_at() - now)
     }
 
     pub fn clear(&self) -> HeaderValue {

@@ -1,5 +1,6 @@
-//! Extractors: the caller's access token, address and user agent, the refresh
-//! cookie, and JSON bodies answered in the app's error format.
+//! What handlers read from a request: the caller's access token, address and
+//! user agent, the refresh cookie, JSON bodies answered in the app's error
+//! format, and query parameters.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum_extra::extract::CookieJar;
+use percent_encoding::percent_decode_str;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -125,5 +127,27 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             ))),
             Err(other) => Err(ApiError::Malformed(format!("The body is not valid JSON: {}", other.body_text()))),
         }
+    }
+}
+
+/// One query parameter, percent-decoded (`+` is a space): the page guard's
+/// `next` and the live socket's `access_token`.
+pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == name).then(|| percent_decode_str(&value.replace('+', " ")).decode_utf8_lossy().into_owned())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params_are_decoded() {
+        assert_eq!(query_param(Some("a=1&next=%2Fsessions%3Fx%3D1"), "next").as_deref(), Some("/sessions?x=1"));
+        assert_eq!(query_param(Some("next="), "next").as_deref(), Some(""));
+        assert_eq!(query_param(Some("other=1"), "next"), None);
+        assert_eq!(query_param(None, "next"), None);
     }
 }

@@ -3,13 +3,13 @@
 //! answers 303 to the page to show next, with `?error=<code>` or
 //! `?notice=<code>` for the page to announce. The actions of a logged-in user
 //! are authenticated by the refresh cookie, which only same-site requests carry
-//! (and `guards::screen_request`, in front of every route, checks `Origin`
+//! (and `request_screen::screen_request`, in front of every route, checks `Origin`
 //! besides). With JavaScript the pages call the JSON API instead and never
 //! reload.
 
 use axum::extract::{FromRequest as _, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
 use axum::{Form, Router};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
@@ -18,9 +18,10 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::extract::{Client, RefreshCookie};
+use super::redirect::redirect;
 use super::AppState;
 use crate::app::routes::{login_url, safe_next, ACCOUNT, LOGIN, REGISTER, SESSIONS};
-use crate::auth::{AuthError, ClientInfo, NewTokens};
+use crate::auth::{AuthError, ClientInfo};
 use crate::protocol::{debug_redacting, AccessClaims, Credentials, PasswordChange};
 
 pub fn routes() -> Router<AppState> {
@@ -77,7 +78,7 @@ async fn credentials_form(state: &AppState, client: &ClientInfo, request: Reques
         state.auth.login(credentials, client).await
     };
     match started {
-        Ok(tokens) => see_other(&next, Some(session_cookie(state, &tokens))),
+        Ok(tokens) => see_other(&next, Some(state.cookies.set_for_tokens(&tokens, state.auth.now()))),
         Err(err) => see_other(&with_error_and_next(page, err, &next), None),
     }
 }
@@ -176,10 +177,6 @@ async fn read_form<T: DeserializeOwned>(state: &AppState, request: Request) -> O
     Form::<T>::from_request(request, state).await.ok().map(|Form(form)| form)
 }
 
-fn session_cookie(state: &AppState, tokens: &NewTokens) -> HeaderValue {
-    state.cookies.set(&tokens.refresh, tokens.session.ends_at() - state.auth.now())
-}
-
 fn with_code(page: &str, kind: &str, code: &str) -> String {
     format!("{page}?{kind}={code}")
 }
@@ -193,16 +190,11 @@ fn with_error_and_next(page: &str, err: AuthError, next: &str) -> String {
     format!("{}&next={}", with_error(page, err), utf8_percent_encode(next, NON_ALPHANUMERIC))
 }
 
+/// 303 to `location`, setting or clearing the refresh cookie with it if given.
 fn see_other(location: &str, cookie: Option<HeaderValue>) -> Response {
-    let mut response = StatusCode::SEE_OTHER.into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::LOCATION,
-        HeaderValue::from_str(location).unwrap_or_else(|_| HeaderValue::from_static("/")),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let mut response = redirect(StatusCode::SEE_OTHER, location);
     if let Some(cookie) = cookie {
-        headers.insert(header::SET_COOKIE, cookie);
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     response
 }

@@ -20,8 +20,8 @@ use axum::Router;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::error::ApiError;
-use super::guards::is_cross_site;
-use super::pages::query_param;
+use super::extract::query_param;
+use super::request_screen::is_cross_site;
 use super::AppState;
 use crate::auth::events::{LiveUpdate, SessionEvent};
 use crate::auth::AuthError;

@@ -25,10 +25,11 @@ pub mod cookies;
 pub mod error;
 pub mod extract;
 mod forms;
-pub mod guards;
 pub mod listen;
 pub mod live;
-mod pages;
+mod page_guard;
+mod redirect;
+pub mod request_screen;
 
 use cookies::CookiePolicy;
 use error::ApiError;
@@ -81,7 +82,7 @@ pub fn app(state: AppState) -> Router {
         })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         // Before anything renders: redirect visitors a page is not for.
-        .layer(middleware::from_fn_with_state(state.clone(), pages::guard_pages))
+        .layer(middleware::from_fn_with_state(state.clone(), page_guard::guard_page))
         // HTML is revalidated on every load; pages that carry user data set
         // `no-store` themselves, which this leaves alone.
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -118,10 +119,10 @@ pub fn app(state: AppState) -> Router {
             HeaderName::from_static("x-content-type-options"),
             HeaderValue::from_static("nosniff"),
         ))
-        .layer(middleware::from_fn_with_state(state, guards::screen_request))
+        .layer(middleware::from_fn_with_state(state, request_screen::screen_request))
         // A body that stops arriving fails the request instead of holding it.
         .layer(RequestBodyTimeoutLayer::new(listen::BODY_READ_TIMEOUT))
-        .layer(DefaultBodyLimit::max(guards::MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(request_screen::MAX_BODY_BYTES))
         .service(routes);
     Router::new().fallback_service(service)
 }

@@ -2,20 +2,21 @@
 //! refresh cookie (without rotating it), redirects with a real HTTP redirect
 //! where the page is not for this visitor, and hands the session, with a freshly
 //! minted access token, and what the page shows (`app::preload`), to the
-//! render through the request's extensions.
+//! render through the request's extensions. Who may see which page comes from
+//! the one page table, `app::routes`, which the client's guard reads too.
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use percent_encoding::percent_decode_str;
 
 use super::error::ApiError;
-use super::extract::RefreshCookie;
+use super::extract::{query_param, RefreshCookie};
+use super::redirect::redirect;
 use super::AppState;
 use crate::app::routes::{access_for, login_url, safe_next, Access};
 
-pub async fn guard_pages(
+pub async fn guard_page(
     State(state): State<AppState>,
     RefreshCookie(cookie): RefreshCookie,
     mut request: Request,
@@ -35,11 +36,11 @@ pub async fn guard_pages(
     match (access, &session) {
         (Access::Member | Access::Admin, None) => {
             let here = request.uri().path_and_query().map_or(path.as_str(), |pq| pq.as_str());
-            return redirect(&login_url(here));
+            return redirect(StatusCode::FOUND, &login_url(here));
         }
         (Access::GuestOnly, Some(_)) => {
             let next = query_param(request.uri().query(), "next");
-            return redirect(&safe_next(next.as_deref()));
+            return redirect(StatusCode::FOUND, &safe_next(next.as_deref()));
         }
         _ => {}
     }
@@ -56,34 +57,4 @@ pub async fn guard_pages(
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response
-}
-
-fn redirect(location: &str) -> Response {
-    let location = HeaderValue::from_str(location).unwrap_or_else(|_| HeaderValue::from_static("/"));
-    (
-        StatusCode::FOUND,
-        [(header::LOCATION, location), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
-    )
-        .into_response()
-}
-
-/// One query parameter, percent-decoded (`+` is a space).
-pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    query?.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (key == name).then(|| percent_decode_str(&value.replace('+', " ")).decode_utf8_lossy().into_owned())
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_params_are_decoded() {
-        assert_eq!(query_param(Some("a=1&next=%2Fsessions%3Fx%3D1"), "next").as_deref(), Some("/sessions?x=1"));
-        assert_eq!(query_param(Some("next="), "next").as_deref(), Some(""));
-        assert_eq!(query_param(Some("other=1"), "next"), None);
-        assert_eq!(query_param(None, "next"), None);
-    }
 }

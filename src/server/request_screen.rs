@@ -1,5 +1,5 @@
-//! Request-level defences: cross-site request refusal (CSRF) and the body size
-//! limit, answered in the app's error format.
+//! Request screening, in front of every route: cross-site request refusal
+//! (CSRF) and the body size limit, answered in the app's error format.
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method};
