@@ -1,10 +1,13 @@
 //! UI: the document shell, the router, the pages, and the browser's token
 //! handling.
 //!
-//! - `routes`: which page needs what (one table for the server's and the
-//!   client's guards);
+//! - `pages`: one module per page, and the page table: each page's path, who
+//!   may see it and what it shows, which the router and both guards read;
+//! - `routes`: who may see which page (`access_for`, from the page table) and
+//!   the paths between pages (`safe_next`, `login_url`);
 //! - `auth_store`: the in-memory access token and its claims;
-//! - `guard`: the client-side guards; `pages`: one module per page;
+//! - `protected`: the client-side guards, `Protected` around each page that
+//!   needs a session and `leave_when_logged_in` for guest-only pages;
 //! - `data`: what protected pages show, loaded before they render and fetched
 //!   on client-side navigation;
 //! - `live_feed`: what the live socket said, for the pages to show;
@@ -13,19 +16,18 @@
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, Title};
-use leptos_router::components::{Route, Router, Routes};
-use leptos_router::{Lazy, SsrMode, StaticSegment};
+use leptos_router::components::Router;
 
 pub mod auth_store;
 #[cfg(feature = "hydrate")]
 pub mod client;
 mod components;
 mod data;
-#[cfg(feature = "ssr")]
-pub use data::preload;
-mod guard;
 pub mod live_feed;
 mod pages;
+#[cfg(feature = "ssr")]
+pub use pages::preload;
+mod protected;
 pub mod routes;
 
 use auth_store::AuthStore;
@@ -86,15 +88,7 @@ pub fn App() -> impl IntoView {
     view! {
         <Title text="Gatehouse"/>
         <Router>
-            <Routes fallback=NotFound>
-                <Route path=StaticSegment("login") view={Lazy::<pages::Login>::new()}/>
-                <Route path=StaticSegment("register") view={Lazy::<pages::Register>::new()}/>
-                // Async: protected pages arrive complete, readable without JavaScript.
-                <Route path=StaticSegment("") ssr=SsrMode::Async view={Lazy::<pages::Dashboard>::new()}/>
-                <Route path=StaticSegment("sessions") ssr=SsrMode::Async view={Lazy::<pages::Sessions>::new()}/>
-                <Route path=StaticSegment("account") ssr=SsrMode::Async view={Lazy::<pages::Account>::new()}/>
-                <Route path=StaticSegment("admin") ssr=SsrMode::Async view={Lazy::<pages::Admin>::new()}/>
-            </Routes>
+            {pages::page_routes(NotFound)}
         </Router>
     }
 }

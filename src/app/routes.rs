@@ -1,7 +1,13 @@
-//! Who may see which page. One table, used by the server's guard before anything
-//! renders and by the client's guard before a client-side navigation renders.
+//! Who may see which page, and the paths between pages. Who may see a page is
+//! a column of the one page table (`pages/mod.rs`): the server's page guard
+//! reads it here (`access_for`) before anything renders, the browser's session
+//! client before it sends someone to log in, and each page's `Protected` guard
+//! gets its access from the same line.
 
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+
+pub use super::pages::paths::*;
+use super::pages::PAGES;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -15,20 +21,18 @@ pub enum Access {
     Admin,
 }
 
-pub const LOGIN: &str = "/login";
-pub const REGISTER: &str = "/register";
-pub const DASHBOARD: &str = "/";
-pub const SESSIONS: &str = "/sessions";
-pub const ACCOUNT: &str = "/account";
-pub const ADMIN: &str = "/admin";
+/// A page of the page table, as the guards read it.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub path: &'static str,
+    pub access: Access,
+}
 
+/// Who may see `path`: its page's access, or `Public` where no page is (the
+/// 404 page).
 pub fn access_for(path: &str) -> Access {
-    match page_of(path) {
-        LOGIN | REGISTER => Access::GuestOnly,
-        DASHBOARD | SESSIONS | ACCOUNT => Access::Member,
-        ADMIN => Access::Admin,
-        _ => Access::Public,
-    }
+    let page = page_of(path);
+    PAGES.iter().find(|p| p.path == page).map_or(Access::Public, |p| p.access)
 }
 
 /// Whether `path` is `page` or below it (`/sessions/x` is under `/sessions`;

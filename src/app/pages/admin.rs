@@ -8,6 +8,19 @@ use crate::app::components::time_text;
 use crate::app::data::{page_data, show};
 use crate::protocol::{AuditEventView, UserView};
 
+/// The users and the events, loaded by the page guard before the page renders.
+#[cfg(feature = "ssr")]
+pub async fn preload(
+    auth: &crate::auth::Auth,
+    claims: &crate::protocol::AccessClaims,
+    extensions: &mut http::Extensions,
+) {
+    use crate::app::data::insert_preloaded;
+    let (users, events) = tokio::join!(auth.admin_users(claims), auth.admin_events(claims));
+    insert_preloaded(extensions, users);
+    insert_preloaded(extensions, events);
+}
+
 #[component]
 pub fn AdminPage() -> impl IntoView {
     let users = page_data::<Vec<UserView>>("/api/admin/users", || ());

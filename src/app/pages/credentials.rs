@@ -11,7 +11,7 @@ use crate::app::auth_store::AuthStore;
 use crate::app::components::{page_messages, Announce, StrengthMeter};
 #[cfg(feature = "hydrate")]
 use crate::app::components::{error_message};
-use crate::app::guard::leave_when_logged_in;
+use crate::app::protected::leave_when_logged_in;
 use crate::app::routes::{safe_next, with_next, LOGIN, REGISTER};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

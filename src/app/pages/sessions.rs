@@ -13,6 +13,16 @@ use crate::app::data::{page_data, show};
 use crate::app::live_feed::LiveFeed;
 use crate::protocol::SessionView;
 
+/// The sessions, loaded by the page guard before the page renders.
+#[cfg(feature = "ssr")]
+pub async fn preload(
+    auth: &crate::auth::Auth,
+    claims: &crate::protocol::AccessClaims,
+    extensions: &mut http::Extensions,
+) {
+    crate::app::data::insert_preloaded(extensions, auth.sessions(claims).await);
+}
+
 #[component]
 pub fn SessionsPage() -> impl IntoView {
     let store = AuthStore::from_context();

@@ -1,6 +1,9 @@
-//! Guards in the browser. The server's guard (`server::pages`) has already
-//! redirected before the first render; these keep the same rules for
-//! client-side navigation, deciding before the target page renders.
+//! Guards in the browser. The server's page guard (`server::page_guard`) has
+//! already redirected before the first render; these keep the same rules for
+//! client-side navigation, deciding before the target page renders:
+//! `Protected` around each page that needs a session (the page table puts it
+//! there, with the page's access), `leave_when_logged_in` on the guest-only
+//! pages.
 
 use leptos::either::EitherOf3;
 use leptos::prelude::*;
