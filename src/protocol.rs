@@ -159,7 +159,7 @@ pub mod live {
     /// A server message's fields read flat, `type` among them. serde reads a
     /// `type`-tagged enum by first copying each message into a tree of generic
     /// values; that reader cost the module every page loads 4.5 KB of
-    /// compressed WASM (BENCHMARKS.md, entry 14). A flat struct is read in one pass.
+    /// compressed WASM. A flat struct is read in one pass.
     #[derive(Deserialize)]
     struct ServerFields {
         #[serde(rename = "type")]

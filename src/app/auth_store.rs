@@ -53,7 +53,7 @@ impl AccessToken {
         let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
         // Read as text: every other JSON the browser reads is text, and a
         // second reader (`from_slice`) cost every page 1.5 KB of compressed
-        // WASM (BENCHMARKS.md, entry 18).
+        // WASM.
         let claims = serde_json::from_str(std::str::from_utf8(&bytes).ok()?).ok()?;
         Some(Self {
             raw: raw.to_string(),

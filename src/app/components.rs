@@ -135,8 +135,7 @@ pub fn Header() -> impl IntoView {
 
 /// A link of the main navigation, `aria-current="page"` on the page it leads
 /// to. A plain link: the router already takes every same-site click, and
-/// leptos_router's `<A>` cost each protected page 3 to 4 KB of compressed WASM
-/// (BENCHMARKS.md, entry 14).
+/// leptos_router's `<A>` cost each protected page 3 to 4 KB of compressed WASM.
 #[component]
 fn NavLink(href: &'static str, label: &'static str) -> impl IntoView {
     let location = use_location();
@@ -175,8 +174,7 @@ pub fn duration_text(seconds: i64) -> String {
 ///
 /// Worked out here, not with a date crate: this is all the calendar the pages
 /// need, and the `time` crate's formatting cost every page showing dates 6 KB
-/// of compressed WASM (BENCHMARKS.md, entry 14). The tests check it against
-/// `time`.
+/// of compressed WASM. The tests check it against `time`.
 pub fn time_text(unix: i64) -> String {
     let (days, seconds) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
     // Howard Hinnant's `civil_from_days`: the Gregorian date of a day count
