@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use gatehouse::auth::clock::SystemClock;
 use gatehouse::auth::keys::KeyRing;
 use gatehouse::auth::password::Password;
-use gatehouse::auth::{Auth, ROLE_ADMIN, ROLE_USER};
+use gatehouse::auth::{Auth, WithSources, ROLE_ADMIN, ROLE_USER};
 use gatehouse::config::{leptos_options, Settings};
 use gatehouse::server::{app, AppState};
 use gatehouse::store::Store;
@@ -102,7 +102,7 @@ async fn run(command: Command) -> Result<(), String> {
         } => {
             let kid = KeyRing::rotate(&store, gatehouse::auth::clock::Clock::now(&SystemClock))
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| WithSources(&e).to_string())?;
             println!("new signing key {kid}; running servers pick it up within a minute");
             Ok(())
         }
@@ -117,7 +117,7 @@ async fn run(command: Command) -> Result<(), String> {
             let password = password.trim_end_matches(['\n', '\r']).to_string();
             let auth = Auth::new(settings, store, Arc::new(SystemClock))
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| WithSources(&e).to_string())?;
             let user = auth
                 .create_user(&username, Password::new(password), &role)
                 .await
@@ -125,7 +125,7 @@ async fn run(command: Command) -> Result<(), String> {
                     gatehouse::auth::AuthError::WeakPassword(reasons) => {
                         format!("the password is too weak: {}", reasons.join(" "))
                     }
-                    other => other.to_string(),
+                    other => WithSources(&other).to_string(),
                 })?;
             println!("created {} ({}) with role {}", user.username, user.id, user.role);
             Ok(())
@@ -146,7 +146,7 @@ async fn serve(settings: Settings, store: Store) -> Result<(), String> {
     let auth = Arc::new(
         Auth::new(settings, store.clone(), Arc::new(SystemClock))
             .await
-            .map_err(|e| e.to_string())?,
+            .map_err(|e| WithSources(&e).to_string())?,
     );
     // Other instances' revocations and events, through PostgreSQL.
     let relay = gatehouse::auth::events::spawn_relay(&auth);
@@ -157,7 +157,7 @@ async fn serve(settings: Settings, store: Store) -> Result<(), String> {
             loop {
                 every.tick().await;
                 if let Err(err) = auth.maintain().await {
-                    tracing::warn!(error = %err, "periodic upkeep failed");
+                    tracing::warn!(error = %WithSources(&err), "periodic upkeep failed");
                 }
             }
         }

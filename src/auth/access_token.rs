@@ -1,6 +1,8 @@
-//! Access tokens: short-lived JWTs signed with Ed25519. Verification pins
-//! everything (algorithm, `typ`, issuer, audience, key by `kid` from our own
-//! ring); nothing in a token's header chooses how it is checked.
+//! Access tokens: short-lived JWTs (RFC 7519) in the profile of RFC 9068
+//! (`typ: at+jwt`, `iss`, `aud`, `sub`, `exp`, `iat`, `jti`), signed with
+//! Ed25519. Verification pins everything, as RFC 8725 §3 asks (algorithm,
+//! `typ`, issuer, audience, key by `kid` from our own ring); nothing in a
+//! token's header chooses how it is checked.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -9,7 +11,7 @@ use jsonwebtoken::{Algorithm, Header, Validation};
 use sha2::{Digest, Sha256};
 
 use super::cache::{forget_expired_in, insert_bounded};
-use super::keys::{KeyRing, SigningKey};
+use super::keys::{KeyError, KeyRing, SigningKey};
 use super::AuthError;
 use crate::protocol::{debug_redacting, AccessClaims};
 
@@ -150,7 +152,7 @@ impl AccessTokens {
     fn active_key(&self) -> Result<Arc<SigningKey>, AuthError> {
         self.keys
             .active()
-            .ok_or_else(|| AuthError::Internal("no active signing key".to_string()))
+            .ok_or(AuthError::Keys(KeyError::NoActiveKey))
     }
 
     fn sign(
@@ -178,7 +180,7 @@ impl AccessTokens {
         header.typ = Some(TOKEN_TYPE.to_string());
         header.kid = Some(key.kid.clone());
         let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
-            .map_err(|e| AuthError::Internal(format!("signing: {e}")))?;
+            .map_err(KeyError::Signing)?;
         Ok(IssuedAccessToken {
             token,
             claims,
@@ -220,11 +222,13 @@ impl AccessTokens {
 
     fn verify_uncached(&self, token: &str, now: i64) -> Result<AccessClaims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        // RFC 9068 §4: `at+jwt`, or its media type, and nothing else.
         let typ_ok = header
             .typ
             .as_deref()
             .is_some_and(|t| t.eq_ignore_ascii_case(TOKEN_TYPE) || t.eq_ignore_ascii_case("application/at+jwt"));
-        // Keys come from our ring only: headers naming other keys are refused.
+        // Keys come from our ring only: headers naming other keys are refused
+        // (RFC 8725 §3.10).
         let foreign_key_hint = header.jku.is_some()
             || header.jwk.is_some()
             || header.x5u.is_some()

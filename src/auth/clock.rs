@@ -1,16 +1,23 @@
-//! Time as the auth core sees it: passed in, so tests move it by hand.
+//! Time as the auth core sees it: passed in, so tests move it by hand. Every
+//! use case reads it once and passes that instant down; the rate limits read
+//! the same clock.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
-/// Unix time in whole seconds.
 pub trait Clock: Send + Sync + 'static {
+    /// Unix time in whole seconds: what tokens carry and the database records.
     fn now(&self) -> i64;
+
+    /// A reading that never goes back, for intervals (rate limits): setting
+    /// the wall clock back must not hand out fresh allowances, nor freeze them.
+    fn monotonic(&self) -> Duration;
 }
 
 pub type SharedClock = Arc<dyn Clock>;
 
-/// The system's wall clock.
+/// The system's wall clock, with the process's monotonic clock for intervals.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
@@ -19,6 +26,11 @@ impl Clock for SystemClock {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    }
+
+    fn monotonic(&self) -> Duration {
+        static START: OnceLock<Instant> = OnceLock::new();
+        START.get_or_init(Instant::now).elapsed()
     }
 }
 
@@ -39,5 +51,9 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> i64 {
         self.0.load(Ordering::SeqCst)
+    }
+
+    fn monotonic(&self) -> Duration {
+        Duration::from_secs(u64::try_from(self.now()).unwrap_or(0))
     }
 }

@@ -132,6 +132,11 @@ impl EventBus {
 }
 
 impl Auth {
+    /// Session events as they happen, on this instance and the others.
+    pub fn subscribe(&self) -> broadcast::Receiver<LiveUpdate> {
+        self.events.subscribe()
+    }
+
     /// Tells this instance's sockets at once, then the other instances.
     /// Revocations are already in the database and in this instance's memory:
     /// a notice that cannot be sent only delays the others until their upkeep.
@@ -156,7 +161,7 @@ impl Auth {
         }
         if let SessionEvent::SessionsRevoked { session_ids, at, .. } = &notice.event {
             for session_id in session_ids {
-                self.revoked.insert(session_id, self.forget_revocation_at(*at));
+                self.revoked.insert(session_id, *at);
             }
         }
         self.events.deliver_locally(LiveUpdate::Event(Arc::new(notice.event)));

@@ -4,7 +4,6 @@
 //! has expired.
 
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
@@ -16,6 +15,35 @@ use sha2::{Digest, Sha256};
 
 use super::AuthError;
 use crate::store::{KeyRecord, Store};
+
+/// What can go wrong with the signing keys themselves.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("there is no active signing key")]
+    NoActiveKey,
+    #[error("a new signing key could not be encoded")]
+    Encode(#[source] ed25519_dalek::pkcs8::Error),
+    #[error("the stored private key {kid} is not valid base64")]
+    StoredPrivate {
+        kid: String,
+        #[source]
+        source: base64::DecodeError,
+    },
+    #[error("the stored public key {kid} is not valid")]
+    StoredPublic {
+        kid: String,
+        #[source]
+        source: jsonwebtoken::errors::Error,
+    },
+    #[error("an access token could not be signed")]
+    Signing(#[source] jsonwebtoken::errors::Error),
+}
+
+impl From<KeyError> for AuthError {
+    fn from(err: KeyError) -> Self {
+        Self::Keys(err)
+    }
+}
 
 /// One key, ready to sign (if still active) and verify.
 pub struct SigningKey {
@@ -29,7 +57,10 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("kid", &self.kid).field("retired_at", &self.retired_at).finish()
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("retired_at", &self.retired_at)
+            .finish()
     }
 }
 
@@ -50,8 +81,8 @@ pub struct Jwks {
     pub keys: Vec<Jwk>,
 }
 
-/// How often an unknown `kid` may trigger a reload from the database.
-const RELOAD_AT_MOST_EVERY: Duration = Duration::from_secs(5);
+/// How often (seconds) an unknown `kid` may trigger a reload from the database.
+const RELOAD_AT_MOST_EVERY: i64 = 5;
 
 /// Seconds a retired key outlives the longest access token it may have signed.
 const RETIRED_KEY_MARGIN: i64 = 120;
@@ -61,7 +92,8 @@ pub struct KeyRing {
     /// A retired key is kept this long: the longest an access token lives, and a margin.
     keep_retired_for: i64,
     keys: RwLock<Arc<Vec<Arc<SigningKey>>>>,
-    last_reload: Mutex<Option<Instant>>,
+    /// When the keys were last read (the core's clock).
+    last_reload: Mutex<Option<i64>>,
 }
 
 impl KeyRing {
@@ -86,9 +118,7 @@ impl KeyRing {
     /// Adds a new active key, retiring the current one. Returns the new `kid`.
     pub async fn rotate(store: &Store, now: i64) -> Result<String, AuthError> {
         let signing = ed25519_dalek::SigningKey::generate(&mut OsRng);
-        let der = signing
-            .to_pkcs8_der()
-            .map_err(|e| AuthError::Internal(format!("encoding a new key: {e}")))?;
+        let der = signing.to_pkcs8_der().map_err(KeyError::Encode)?;
         let x = URL_SAFE_NO_PAD.encode(signing.verifying_key().to_bytes());
         let kid = thumbprint(&x);
         store
@@ -111,7 +141,7 @@ impl KeyRing {
             .map(|record| decode_record(record).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
-        *self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        *self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
         Ok(())
     }
 
@@ -122,7 +152,7 @@ impl KeyRing {
             .last_reload
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .is_none_or(|at| at.elapsed() >= RELOAD_AT_MOST_EVERY);
+            .is_none_or(|at| now - at >= RELOAD_AT_MOST_EVERY || now < at);
         if stale {
             self.reload(now).await?;
         }
@@ -161,12 +191,17 @@ impl KeyRing {
     }
 }
 
-fn decode_record(record: &KeyRecord) -> Result<SigningKey, AuthError> {
+fn decode_record(record: &KeyRecord) -> Result<SigningKey, KeyError> {
     let der = STANDARD
         .decode(&record.private_key)
-        .map_err(|e| AuthError::Internal(format!("stored key {}: {e}", record.kid)))?;
-    let decoding = DecodingKey::from_ed_components(&record.public_key)
-        .map_err(|e| AuthError::Internal(format!("stored key {}: {e}", record.kid)))?;
+        .map_err(|source| KeyError::StoredPrivate {
+            kid: record.kid.clone(),
+            source,
+        })?;
+    let decoding = DecodingKey::from_ed_components(&record.public_key).map_err(|source| KeyError::StoredPublic {
+        kid: record.kid.clone(),
+        source,
+    })?;
     Ok(SigningKey {
         kid: record.kid.clone(),
         encoding: EncodingKey::from_ed_der(&der),

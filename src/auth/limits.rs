@@ -1,16 +1,38 @@
 //! Rate limits (governor's GCRA): failed logins per username and per client
-//! address, registrations per address, refreshes per session.
+//! address, registrations per address, refreshes per session. They run on the
+//! core's clock, so tests move them with everything else.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use governor::clock::{Clock as _, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::clock::Clock as GovernorClock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
 
+use super::clock::SharedClock;
 use crate::config::{RateLimit, Settings};
+
+/// The core's clock as governor reads it: its monotonic reading.
+#[derive(Clone)]
+struct LimitClock(SharedClock);
+
+impl GovernorClock for LimitClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        self.0.monotonic()
+    }
+}
+
+type KeyedLimiter = RateLimiter<String, DefaultKeyedStateStore<String>, LimitClock, NoOpMiddleware<Duration>>;
+
+fn keyed(limit: RateLimit, clock: &LimitClock) -> KeyedLimiter {
+    RateLimiter::new(quota(limit), DefaultKeyedStateStore::default(), clock.clone())
+}
 
 fn quota(limit: RateLimit) -> Quota {
     let burst = NonZeroU32::new(limit.count).unwrap_or(NonZeroU32::MIN);
@@ -26,23 +48,29 @@ fn seconds(wait: Duration) -> u64 {
 }
 
 /// Every call spends one unit.
-pub struct AttemptLimit(DefaultKeyedRateLimiter<String>);
+pub struct AttemptLimit {
+    spent: KeyedLimiter,
+    clock: LimitClock,
+}
 
 impl AttemptLimit {
-    pub fn new(limit: RateLimit) -> Self {
-        Self(RateLimiter::keyed(quota(limit)))
+    fn new(limit: RateLimit, clock: &LimitClock) -> Self {
+        Self {
+            spent: keyed(limit, clock),
+            clock: clock.clone(),
+        }
     }
 
     /// Spends a unit for `key`, or says how many seconds to wait.
     pub fn check(&self, key: &str) -> Result<(), u64> {
-        self.0
+        self.spent
             .check_key(&key.to_string())
-            .map_err(|not_until| seconds(not_until.wait_time_from(DefaultClock::default().now())))
+            .map_err(|not_until| seconds(not_until.wait_time_from(self.clock.now())))
     }
 
     fn forget_idle(&self) {
-        self.0.retain_recent();
-        self.0.shrink_to_fit();
+        self.spent.retain_recent();
+        self.spent.shrink_to_fit();
     }
 }
 
@@ -55,8 +83,10 @@ impl AttemptLimit {
 /// timed, no more than twice the allowance are checked before the key is
 /// refused.
 pub struct FailureLimit {
-    failures: DefaultKeyedRateLimiter<String>,
-    blocked_until: Mutex<HashMap<String, Instant>>,
+    failures: KeyedLimiter,
+    clock: LimitClock,
+    /// Key → the monotonic reading it is blocked until.
+    blocked_until: Mutex<HashMap<String, Duration>>,
     under_way: Mutex<HashMap<String, u32>>,
     allowance: u32,
 }
@@ -80,9 +110,10 @@ impl Drop for Attempt<'_> {
 }
 
 impl FailureLimit {
-    pub fn new(limit: RateLimit) -> Self {
+    fn new(limit: RateLimit, clock: &LimitClock) -> Self {
         Self {
-            failures: RateLimiter::keyed(quota(limit)),
+            failures: keyed(limit, clock),
+            clock: clock.clone(),
             blocked_until: Mutex::new(HashMap::new()),
             under_way: Mutex::new(HashMap::new()),
             allowance: limit.count.max(1),
@@ -96,7 +127,7 @@ impl FailureLimit {
         {
             let blocked = self.blocked_until.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(until) = blocked.get(key) {
-                let now = Instant::now();
+                let now = self.clock.now();
                 if *until > now {
                     return Err(seconds(*until - now));
                 }
@@ -119,11 +150,12 @@ impl FailureLimit {
         match self.failures.check_key(&key.to_string()) {
             Ok(()) => Ok(()),
             Err(not_until) => {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                let now = self.clock.now();
+                let wait = not_until.wait_time_from(now);
                 self.blocked_until
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(key.to_string(), Instant::now() + wait);
+                    .insert(key.to_string(), now + wait);
                 Err(seconds(wait))
             }
         }
@@ -132,7 +164,7 @@ impl FailureLimit {
     fn forget_idle(&self) {
         self.failures.retain_recent();
         self.failures.shrink_to_fit();
-        let now = Instant::now();
+        let now = self.clock.now();
         self.blocked_until
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -161,12 +193,13 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub fn new(settings: &Settings) -> Self {
+    pub fn new(settings: &Settings, clock: SharedClock) -> Self {
+        let clock = LimitClock(clock);
         Self {
-            login_per_username: FailureLimit::new(settings.login_failures_per_username),
-            login_per_ip: FailureLimit::new(settings.login_failures_per_ip),
-            registrations_per_ip: AttemptLimit::new(settings.registrations_per_ip),
-            refreshes_per_session: AttemptLimit::new(settings.refreshes_per_session),
+            login_per_username: FailureLimit::new(settings.login_failures_per_username, &clock),
+            login_per_ip: FailureLimit::new(settings.login_failures_per_ip, &clock),
+            registrations_per_ip: AttemptLimit::new(settings.registrations_per_ip, &clock),
+            refreshes_per_session: AttemptLimit::new(settings.refreshes_per_session, &clock),
         }
     }
 
@@ -181,11 +214,26 @@ impl Limits {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::auth::clock::ManualClock;
+
+    fn manual() -> (Arc<ManualClock>, LimitClock) {
+        let clock = ManualClock::starting_now();
+        (clock.clone(), LimitClock(clock))
+    }
 
     #[test]
     fn failures_block_after_the_allowance() {
-        let limit = FailureLimit::new(RateLimit { count: 3, per_seconds: 60 });
+        let (_, clock) = manual();
+        let limit = FailureLimit::new(
+            RateLimit {
+                count: 3,
+                per_seconds: 60,
+            },
+            &clock,
+        );
         for _ in 0..3 {
             let _attempt = limit.admit("k").unwrap();
             assert!(limit.record_failure("k").is_ok());
@@ -197,8 +245,32 @@ mod tests {
     }
 
     #[test]
+    fn a_blocked_key_is_admitted_again_once_the_clock_has_moved_on() {
+        let (time, clock) = manual();
+        let limit = FailureLimit::new(
+            RateLimit {
+                count: 1,
+                per_seconds: 60,
+            },
+            &clock,
+        );
+        assert!(limit.record_failure("k").is_ok());
+        let wait = limit.record_failure("k").unwrap_err();
+        assert_eq!(limit.admit("k").err(), Some(wait), "the clock stood still");
+        time.advance(i64::try_from(wait).unwrap());
+        assert!(limit.admit("k").is_ok());
+    }
+
+    #[test]
     fn attempts_under_way_at_once_are_capped_at_the_allowance() {
-        let limit = FailureLimit::new(RateLimit { count: 2, per_seconds: 60 });
+        let (_, clock) = manual();
+        let limit = FailureLimit::new(
+            RateLimit {
+                count: 2,
+                per_seconds: 60,
+            },
+            &clock,
+        );
         let first = limit.admit("k").unwrap();
         let _second = limit.admit("k").unwrap();
         assert_eq!(limit.admit("k").err(), Some(1));
@@ -219,10 +291,19 @@ mod tests {
 
     #[test]
     fn attempts_spend_units() {
-        let limit = AttemptLimit::new(RateLimit { count: 2, per_seconds: 3600 });
+        let (time, clock) = manual();
+        let limit = AttemptLimit::new(
+            RateLimit {
+                count: 2,
+                per_seconds: 3600,
+            },
+            &clock,
+        );
         assert!(limit.check("ip").is_ok());
         assert!(limit.check("ip").is_ok());
         let wait = limit.check("ip").unwrap_err();
-        assert!(wait > 60, "{wait}");
+        assert_eq!(wait, 1800, "one unit comes back every half hour");
+        time.advance(1800);
+        assert!(limit.check("ip").is_ok());
     }
 }

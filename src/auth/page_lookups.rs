@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 
 use super::cache::{forget_expired_in, insert_bounded};
-use crate::store::{PageLookup, SessionRecord};
+use crate::store::SessionRecord;
 
 struct Lookup {
     session: SessionRecord,
@@ -52,15 +52,16 @@ impl PageLookups {
         (counts && lookup.session.is_live(now)).then(|| lookup.session.clone())
     }
 
-    /// Keeps what the database answered at `now`.
-    pub fn remember(&self, hash: &str, found: &PageLookup, now: i64) {
+    /// Keeps what the database answered at `now`: the session, and when the
+    /// token it was found by was rotated, if it was.
+    pub fn remember(&self, hash: &str, session: &SessionRecord, token_rotated_at: Option<i64>, now: i64) {
         if self.grace <= 0 {
             return;
         }
         let lookup = Lookup {
-            session: found.session.clone(),
+            session: session.clone(),
             at: now,
-            token_rotated_at: found.token_rotated_at,
+            token_rotated_at,
         };
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         insert_bounded(&mut entries, hash.to_string(), lookup, |l| l.at != now);
@@ -76,29 +77,26 @@ impl PageLookups {
 mod tests {
     use super::*;
 
-    fn found(token_rotated_at: Option<i64>, idle_expires_at: i64) -> PageLookup {
-        PageLookup {
-            session: SessionRecord {
-                id: "s".into(),
-                user_id: "u".into(),
-                username: "alice".into(),
-                role: "user".into(),
-                created_at: 0,
-                last_used_at: 0,
-                idle_expires_at,
-                expires_at: 1_000,
-                revoked_at: None,
-                user_agent: None,
-                ip: None,
-            },
-            token_rotated_at,
+    fn session(idle_expires_at: i64) -> SessionRecord {
+        SessionRecord {
+            id: "s".into(),
+            user_id: "u".into(),
+            username: "alice".into(),
+            role: "user".into(),
+            created_at: 0,
+            last_used_at: 0,
+            idle_expires_at,
+            expires_at: 1_000,
+            revoked_at: None,
+            user_agent: None,
+            ip: None,
         }
     }
 
     #[test]
     fn a_lookup_answers_in_its_own_second_only() {
         let lookups = PageLookups::new(10);
-        lookups.remember("h", &found(None, 500), 100);
+        lookups.remember("h", &session(500), None, 100);
         assert!(lookups.get("h", 100).is_some());
         assert!(lookups.get("h", 101).is_none());
         assert!(lookups.get("h", 99).is_none(), "a clock set back does not stretch it");
@@ -109,30 +107,30 @@ mod tests {
     fn a_rotated_token_answers_no_longer_than_its_grace_window() {
         let lookups = PageLookups::new(10);
         // Rotated at 90 with a grace of 10: the database accepts it until 100.
-        lookups.remember("h", &found(Some(90), 500), 100);
+        lookups.remember("h", &session(500), Some(90), 100);
         assert!(lookups.get("h", 100).is_some());
-        lookups.remember("h", &found(Some(89), 500), 100);
+        lookups.remember("h", &session(500), Some(89), 100);
         assert!(lookups.get("h", 100).is_none());
     }
 
     #[test]
     fn nothing_is_kept_without_a_grace_window() {
         let lookups = PageLookups::new(0);
-        lookups.remember("h", &found(None, 500), 100);
+        lookups.remember("h", &session(500), None, 100);
         assert!(lookups.get("h", 100).is_none());
     }
 
     #[test]
     fn an_ended_session_is_a_miss() {
         let lookups = PageLookups::new(10);
-        lookups.remember("h", &found(None, 100), 100);
+        lookups.remember("h", &session(100), None, 100);
         assert!(lookups.get("h", 100).is_none(), "idle time ran out");
     }
 
     #[test]
     fn lookups_of_past_seconds_are_forgotten() {
         let lookups = PageLookups::new(10);
-        lookups.remember("h", &found(None, 500), 100);
+        lookups.remember("h", &session(500), None, 100);
         lookups.forget_expired(100);
         assert!(lookups.get("h", 100).is_some());
         lookups.forget_expired(101);

@@ -14,6 +14,30 @@ use tokio::sync::oneshot;
 
 use super::AuthError;
 
+/// Why a password could not be hashed or checked: never the person's fault,
+/// always the server's.
+#[derive(Debug, thiserror::Error)]
+pub enum HashingError {
+    #[error("the argon2 parameters are not valid")]
+    Parameters(#[source] argon2::Error),
+    #[error("a hashing thread could not be started")]
+    Thread(#[source] std::io::Error),
+    #[error("argon2 failed")]
+    Argon2(#[source] argon2::Error),
+    #[error("the hash could not be written as a PHC string")]
+    Encoding(#[source] argon2::password_hash::Error),
+    #[error("the hashing threads have stopped")]
+    Stopped,
+    #[error("a hash panicked on its thread")]
+    Panicked,
+}
+
+impl From<HashingError> for AuthError {
+    fn from(err: HashingError) -> Self {
+        Self::Hashing(err)
+    }
+}
+
 /// A password held only as long as needed; never printed.
 pub struct Password(String);
 
@@ -61,9 +85,13 @@ pub struct PasswordHasher {
 }
 
 impl PasswordHasher {
-    pub async fn new(memory_kib: u32, iterations: u32, parallelism: u32, concurrency: usize) -> Result<Self, AuthError> {
-        let params = Params::new(memory_kib, iterations, parallelism, None)
-            .map_err(|e| AuthError::Internal(format!("argon2 parameters: {e}")))?;
+    pub async fn new(
+        memory_kib: u32,
+        iterations: u32,
+        parallelism: u32,
+        concurrency: usize,
+    ) -> Result<Self, HashingError> {
+        let params = Params::new(memory_kib, iterations, parallelism, None).map_err(HashingError::Parameters)?;
         let concurrency = if concurrency == 0 {
             std::thread::available_parallelism().map_or(1, usize::from)
         } else {
@@ -76,7 +104,7 @@ impl PasswordHasher {
             std::thread::Builder::new()
                 .name(format!("argon2-{number}"))
                 .spawn(move || hashing_thread(&waiting, blocks))
-                .map_err(|e| AuthError::Internal(format!("hashing thread: {e}")))?;
+                .map_err(HashingError::Thread)?;
         }
         let mut hasher = Self {
             params,
@@ -89,22 +117,25 @@ impl PasswordHasher {
         Ok(hasher)
     }
 
-    pub async fn hash(&self, password: Password) -> Result<String, AuthError> {
+    pub async fn hash(&self, password: Password) -> Result<String, HashingError> {
         let params = self.params.clone();
         self.blocking(move |memory| {
-            let failed = |e: &dyn std::fmt::Display| AuthError::Internal(format!("argon2: {e}"));
             let salt = SaltString::generate(&mut OsRng);
             let mut salt_bytes = [0u8; 64];
-            let salt_bytes = salt.as_salt().decode_b64(&mut salt_bytes).map_err(|e| failed(&e))?;
+            let salt_bytes = salt
+                .as_salt()
+                .decode_b64(&mut salt_bytes)
+                .map_err(HashingError::Encoding)?;
             let mut output = [0u8; Params::DEFAULT_OUTPUT_LEN];
             let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
-            fill(&argon2, password.expose().as_bytes(), salt_bytes, &mut output, memory).map_err(|e| failed(&e))?;
+            fill(&argon2, password.expose().as_bytes(), salt_bytes, &mut output, memory)
+                .map_err(HashingError::Argon2)?;
             let hash = PasswordHash {
                 algorithm: Algorithm::Argon2id.ident(),
                 version: Some(Version::V0x13.into()),
-                params: ParamsString::try_from(&params).map_err(|e| failed(&e))?,
+                params: ParamsString::try_from(&params).map_err(HashingError::Encoding)?,
                 salt: Some(salt.as_salt()),
-                hash: Some(Output::new(&output).map_err(|e| failed(&e))?),
+                hash: Some(Output::new(&output).map_err(HashingError::Encoding)?),
             };
             Ok(hash.to_string())
         })
@@ -113,7 +144,7 @@ impl PasswordHasher {
 
     /// Checks `password` against `stored`, or against a dummy hash when there is
     /// no such user (always a mismatch, at the same cost).
-    pub async fn verify(&self, password: Password, stored: Option<String>) -> Result<Verification, AuthError> {
+    pub async fn verify(&self, password: Password, stored: Option<String>) -> Result<Verification, HashingError> {
         let params = self.params.clone();
         let known = stored.is_some();
         let stored = stored.unwrap_or_else(|| self.dummy_hash.to_string());
@@ -142,8 +173,8 @@ impl PasswordHasher {
     /// working memory.
     async fn blocking<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut WorkingMemory) -> Result<T, AuthError> + Send + 'static,
-    ) -> Result<T, AuthError> {
+        work: impl FnOnce(&mut WorkingMemory) -> Result<T, HashingError> + Send + 'static,
+    ) -> Result<T, HashingError> {
         let (done, result) = oneshot::channel();
         let job: Job = Box::new(move |memory| {
             // Nobody waits for this hash any more (a client hung up while it
@@ -152,12 +183,8 @@ impl PasswordHasher {
                 let _ = done.send(work(memory));
             }
         });
-        self.jobs
-            .send(job)
-            .map_err(|_| AuthError::Internal("hashing threads stopped".to_string()))?;
-        result
-            .await
-            .map_err(|_| AuthError::Internal("hashing task failed".to_string()))?
+        self.jobs.send(job).map_err(|_| HashingError::Stopped)?;
+        result.await.map_err(|_| HashingError::Panicked)?
     }
 }
 
@@ -218,7 +245,13 @@ impl StoredHash {
 /// After a single pass, the first blocks of each lane are cheap functions of
 /// the password (no memory-hard work between): kept memory is cleared then.
 /// After two or more passes every block depends on the whole first pass.
-fn fill(argon2: &Argon2<'_>, password: &[u8], salt: &[u8], output: &mut [u8], memory: &mut WorkingMemory) -> Result<(), argon2::Error> {
+fn fill(
+    argon2: &Argon2<'_>,
+    password: &[u8],
+    salt: &[u8],
+    output: &mut [u8],
+    memory: &mut WorkingMemory,
+) -> Result<(), argon2::Error> {
     let params = argon2.params();
     let Some(memory) = memory.get_mut(..params.block_count()) else {
         return argon2.hash_password_into(password, salt, output);
@@ -239,7 +272,9 @@ mod tests {
     }
 
     async fn check(h: &PasswordHasher, password: &str, stored: &str) -> Verification {
-        h.verify(Password::new(password.into()), Some(stored.into())).await.unwrap()
+        h.verify(Password::new(password.into()), Some(stored.into()))
+            .await
+            .unwrap()
     }
 
     #[tokio::test]
@@ -302,10 +337,8 @@ mod tests {
     #[tokio::test]
     async fn hashes_running_at_once_do_not_mix_their_memory() {
         let h = hasher(1024).await;
-        let hashes = futures_util::future::join_all(
-            (0..8).map(|i| h.hash(Password::new(format!("password {i}")))),
-        )
-        .await;
+        let hashes =
+            futures_util::future::join_all((0..8).map(|i| h.hash(Password::new(format!("password {i}"))))).await;
         for (i, hash) in hashes.into_iter().enumerate() {
             let hash = hash.unwrap();
             let ok = check(&h, &format!("password {i}"), &hash).await;

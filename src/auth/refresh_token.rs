@@ -1,5 +1,6 @@
-//! Refresh tokens: 256 random bits, handed to the browser once, stored only as a
-//! hash.
+//! Refresh tokens: 256 random bits, handed to the browser once (in an
+//! `HttpOnly` cookie), stored only as a hash, so a copy of the database
+//! cannot be used to refresh (RFC 6749 §10.4, RFC 9700 §4.14).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;

@@ -33,6 +33,9 @@ const MINUTE: i64 = 60;
 const DAY: i64 = 86_400;
 /// Far beyond any sensible session, and far from overflowing `now + ttl`.
 const TEN_YEARS: i64 = 10 * 365 * DAY;
+/// Seconds a revocation is remembered past the lifetime of the access tokens
+/// it refuses: instances' clocks may disagree a little about when those end.
+const REVOCATION_CLOCK_MARGIN: i64 = 60;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -147,10 +150,10 @@ declare_settings! {
     /// refresh tokens this long after.
     ended_session_retention: i64 = 30 * DAY, env "GATEHOUSE_ENDED_SESSION_RETENTION",
         // A revoked session's row is what refuses its access tokens after a
-        // restart (those revoked in the last `access_ttl` + 60 s are loaded),
-        // so it is kept well past their lifetime.
+        // restart (those revoked within `revocation_memory` are loaded), so
+        // it is kept well past their lifetime.
         valid |kept, all| require(
-            (DAY..=TEN_YEARS).contains(kept) && *kept > all.access_ttl + 60,
+            (DAY..=TEN_YEARS).contains(kept) && *kept > all.revocation_memory(),
             kept,
             "must be one day to ten years, and longer than the access token lifetime and a minute",
         );
@@ -167,6 +170,12 @@ struct ConfigFile {
 }
 
 impl Settings {
+    /// How long after a session's revocation its access tokens may still be
+    /// live somewhere: their lifetime, and a margin for clocks.
+    pub fn revocation_memory(&self) -> i64 {
+        self.access_ttl + REVOCATION_CLOCK_MARGIN
+    }
+
     /// Reads the file named by `GATEHOUSE_CONFIG`, else `Leptos.toml` if it exists,
     /// then applies environment overrides.
     pub fn load() -> Result<Self, ConfigError> {

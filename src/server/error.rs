@@ -6,7 +6,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::auth::AuthError;
+use crate::auth::{AuthError, WithSources};
 use crate::protocol::ErrorBody;
 use crate::store::StoreError;
 
@@ -69,8 +69,8 @@ impl ApiError {
                 A::WrongPassword => (StatusCode::UNAUTHORIZED, "wrong_password"),
                 A::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
                 A::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-                A::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-                A::Store(_) | A::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+                A::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+                A::Store(_) | A::Hashing(_) | A::Keys(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             },
         }
     }
@@ -80,12 +80,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         let message = match &self {
-            Self::Auth(AuthError::Store(err)) => {
-                tracing::error!(error = %err, "storage failure");
-                "Something went wrong on our side.".to_string()
+            Self::Auth(err @ AuthError::Unavailable(_)) => {
+                tracing::warn!(error = %WithSources(err), "database unavailable");
+                err.to_string()
             }
-            Self::Auth(AuthError::Internal(err)) => {
-                tracing::error!(error = %err, "internal failure");
+            Self::Auth(err) if err.is_server_fault() => {
+                tracing::error!(error = %WithSources(err), "server fault");
                 "Something went wrong on our side.".to_string()
             }
             other => other.to_string(),

@@ -119,7 +119,7 @@ fn closing_for(err: &AuthError) -> Closing {
     match err {
         AuthError::TokenExpired => (CLOSE_TOKEN, REASON_EXPIRED),
         AuthError::SessionRevoked => (CLOSE_REVOKED, REASON_REVOKED),
-        AuthError::Unavailable | AuthError::Store(_) | AuthError::Internal(_) => {
+        err if err.is_server_fault() => {
             (axum::extract::ws::close_code::AGAIN, "unavailable")
         }
         _ => (CLOSE_TOKEN, REASON_INVALID),

@@ -17,6 +17,7 @@ use tokio::sync::OwnedMutexGuard;
 mod audit;
 mod keys;
 mod notify;
+mod refresh_tokens;
 mod sessions;
 mod users;
 mod writer;
@@ -24,7 +25,8 @@ mod writer;
 pub use audit::AuditRecord;
 pub use keys::KeyRecord;
 pub use notify::{Listener, MAX_NOTICE_BYTES};
-pub use sessions::{NewSession, PageLookup, Rotation, RotationRules, SessionRecord, Successor};
+pub use refresh_tokens::{PresentedToken, Successor, TokenState};
+pub use sessions::{NewSession, SessionRecord};
 pub use users::UserRecord;
 use writer::{SqliteWriter, SqliteWrites, WriterTurn, SQLITE_CONNECTION_PRAGMAS};
 
@@ -220,13 +222,6 @@ impl Store {
     /// (`BEGIN IMMEDIATE`), so another process's writer is still waited for,
     /// never a failed upgrade.
     pub(crate) async fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
-        self.begin_write_on(None).await
-    }
-
-    /// As [`Store::begin_write`]; on PostgreSQL on `held` if given (a
-    /// connection the caller has just read with) instead of one acquired from
-    /// the pool.
-    pub(crate) async fn begin_write_on(&self, held: Option<PoolConnection<Any>>) -> Result<WriteTransaction, StoreError> {
         if let Some(writer) = self.writer().await? {
             // Marked open before BEGIN is sent: if this is cancelled or fails,
             // the rollback that follows finds out whether it began.
@@ -242,10 +237,7 @@ impl Store {
         // transaction it returns is dropped there, which rolls it back.
         let pool = self.pool.clone();
         let begun = tokio::spawn(async move {
-            let conn = match held {
-                Some(conn) => conn,
-                None => pool.acquire().await?,
-            };
+            let conn = pool.acquire().await?;
             sqlx::Transaction::begin(conn, None).await
         })
         .await
@@ -296,7 +288,7 @@ impl Store {
     }
 
     /// A connection from the pool, for reads that take one of their own
-    /// (on PostgreSQL, `rotate_refresh_token` goes on to write on it).
+    /// (on PostgreSQL, a rotation's claim goes on to write on it).
     pub(crate) async fn acquire(&self) -> Result<PoolConnection<Any>, StoreError> {
         Ok(self.pool.acquire().await?)
     }

@@ -1,15 +1,14 @@
-//! Sessions and their refresh tokens, including the atomic rotation
-//! ([`Store::rotate_refresh_token`]) that decides between a fresh rotation, a
-//! replay inside the grace window and theft.
+//! Sessions: creating them with their first refresh token, reading them,
+//! revoking them, deleting ended ones. A session's refresh tokens, and their
+//! rotation, are in `refresh_tokens`.
 //!
 //! A session's last use and idle expiry are those of its newest token: a
 //! rotation writes the claimed token and its successor, never the session.
 
-use sqlx::any::{AnyArguments, AnyRow};
-use sqlx::query::Query;
-use sqlx::{Any, AnyConnection, Row};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
-use super::audit::{bind_audit, insert_audit_columns, AuditRecord};
+use super::audit::{bind_audit, insert_audit, insert_audit_columns, AuditRecord};
 use super::{Backend, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +37,7 @@ impl SessionRecord {
         self.revoked_at.is_none() && now < self.ends_at()
     }
 
-    fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
+    pub(super) fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
         Ok(Self {
             id: row.try_get("id")?,
             user_id: row.try_get("user_id")?,
@@ -56,8 +55,10 @@ impl SessionRecord {
 }
 
 /// A session's own columns and its user's (`s`, `u`), then its last use and
-/// idle expiry from a token row `c` (see [`NEWEST_TOKEN`], [`BY_TOKEN`]).
-const SESSION_COLUMNS: &str = "s.id, s.user_id, u.username, u.role, s.created_at, s.expires_at, s.revoked_at, \
+/// idle expiry from a token row `c` (see [`NEWEST_TOKEN`], and `BY_TOKEN` in
+/// `refresh_tokens`).
+pub(super) const SESSION_COLUMNS: &str =
+    "s.id, s.user_id, u.username, u.role, s.created_at, s.expires_at, s.revoked_at, \
      s.user_agent, s.ip, c.issued_at AS last_used_at, c.idle_expires_at";
 
 /// Sessions `s` with their users `u` and their newest tokens `c`. Tokens of one
@@ -68,13 +69,6 @@ const SESSION_COLUMNS: &str = "s.id, s.user_id, u.username, u.role, s.created_at
 const NEWEST_TOKEN: &str = "FROM sessions s JOIN users u ON u.id = s.user_id
      JOIN refresh_tokens c ON c.hash = (SELECT hash FROM refresh_tokens
          WHERE session_id = s.id ORDER BY issued_at DESC LIMIT 1)";
-
-/// A presented token `t` with its session `s`, user `u` and as `c` its
-/// successor if it has one, else itself: the session's newest token while `t`
-/// or its successor is current, which is all a rotation or a page load accepts
-/// without a closer look.
-const BY_TOKEN: &str = "FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
-     JOIN refresh_tokens c ON c.hash = COALESCE(t.successor_hash, t.hash)";
 
 /// A session about to be created, with its first refresh token's hash.
 #[derive(Debug, Clone)]
@@ -94,54 +88,6 @@ pub struct NewSession {
     /// no longer this one (a password change committed while the login
     /// hashed), no session is made.
     pub password_hash: String,
-}
-
-/// A page load's session, and when the refresh token it was found by was
-/// rotated (`None`: the token is current).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PageLookup {
-    pub session: SessionRecord,
-    pub token_rotated_at: Option<i64>,
-}
-
-/// What presenting a refresh token amounted to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rotation {
-    /// The token was current: it is now rotated and the successor is current.
-    Rotated(SessionRecord),
-    /// The token was rotated within the grace window and its successor is still
-    /// current: a race between tabs or a retry. Nothing changed; the sealed
-    /// successor is handed back.
-    Replayed {
-        session: SessionRecord,
-        successor_sealed: String,
-    },
-    /// An already-rotated token outside the grace window, or an older one: the
-    /// session has just been revoked.
-    Reused(SessionRecord),
-    /// The session was already revoked or has expired.
-    Ended(SessionRecord),
-    /// `admit` refused the session; nothing changed.
-    Refused(SessionRecord),
-    /// No such token.
-    Unknown,
-}
-
-/// The clock and lifetimes a rotation applies, in seconds.
-#[derive(Debug, Clone, Copy)]
-pub struct RotationRules {
-    pub now: i64,
-    /// How long a rotated token may still be replayed (a race between tabs).
-    pub grace: i64,
-    /// How long the session lives without a refresh.
-    pub idle_ttl: i64,
-}
-
-/// The successor to store when a token is rotated.
-#[derive(Debug, Clone)]
-pub struct Successor {
-    pub hash: String,
-    pub sealed: String,
 }
 
 impl Store {
@@ -187,109 +133,8 @@ impl Store {
         Ok(created.then_some(session))
     }
 
-    /// Presents the refresh token whose hash is `hash`: asks `admit` whether
-    /// its session may refresh now (a rate limit), then rotates the token if
-    /// current, recognises a replay inside `grace` seconds, or revokes the
-    /// session when an old token comes back.
-    ///
-    /// The token and its session are read first, so that a refusal writes
-    /// nothing and the write lock (all of SQLite's writers share one) is held
-    /// only for the writes. The claim then settles what may have changed in
-    /// between: only the first presenter of a current token wins it, and only
-    /// while its session is live. A token that could not be claimed is decided
-    /// in a write transaction of its own ([`decide_unclaimed`]), on the
-    /// session as it then stands.
-    ///
-    /// The claim and the successor are one round trip, their own transaction:
-    /// on PostgreSQL one statement on the connection the read used (sqlx
-    /// pings a pooled connection on every acquire and release, and each
-    /// statement is a round trip); on SQLite, which has no writing CTEs, a
-    /// batch on the writing connection, after the read's connection has gone
-    /// back, so queued writers never hold the connections readers need.
-    pub async fn rotate_refresh_token(
-        &self,
-        hash: &str,
-        successor: &Successor,
-        rules: RotationRules,
-        admit: impl FnOnce(&SessionRecord) -> bool,
-    ) -> Result<Rotation, StoreError> {
-        let mut conn = self.acquire().await?;
-        let Some(presented) = presented_in(&mut conn, hash).await? else {
-            return Ok(Rotation::Unknown);
-        };
-        if !admit(&presented.session) {
-            return Ok(Rotation::Refused(presented.session));
-        }
-        let session = presented.session;
-        // Only a current token can be claimed; a rotated one is decided below,
-        // where its session's idle expiry is known for certain.
-        let current = presented.token_rotated_at.is_none();
-        let ended = if current {
-            !session.is_live(rules.now)
-        } else {
-            session.revoked_at.is_some() || rules.now >= session.expires_at
-        };
-        if ended {
-            return Ok(Rotation::Ended(session));
-        }
-        let claim = Claim {
-            presented: hash,
-            successor,
-            now: rules.now,
-            idle_expires_at: rules.now + rules.idle_ttl,
-        };
-        let rotated = |session: SessionRecord| {
-            Rotation::Rotated(SessionRecord {
-                last_used_at: claim.now,
-                idle_expires_at: claim.idle_expires_at,
-                ..session
-            })
-        };
-        let mut tx = match self.backend() {
-            Backend::Postgres => {
-                if current && claim.in_one_statement(&mut conn).await? {
-                    return Ok(rotated(session));
-                }
-                self.begin_write_on(Some(conn)).await?
-            }
-            Backend::Sqlite => {
-                drop(conn);
-                if current && claim.in_one_batch(self).await? {
-                    return Ok(rotated(session));
-                }
-                self.begin_write().await?
-            }
-        };
-        let outcome = decide_unclaimed(&mut tx, hash, rules, session).await?;
-        tx.commit().await?;
-        Ok(outcome)
-    }
-
-    /// The live session a refresh token belongs to, without rotating it: what a
-    /// page load uses to know who is asking. A token rotated less than `grace`
-    /// seconds ago still counts (another tab may have just refreshed).
-    pub async fn session_for_page(&self, hash: &str, now: i64, grace: i64) -> Result<Option<PageLookup>, StoreError> {
-        let Some(found) = presented_in(&mut *self.acquire().await?, hash).await? else {
-            return Ok(None);
-        };
-        let counts = found.token_rotated_at.is_none_or(|at| at >= now - grace) && found.session.is_live(now);
-        Ok(counts.then_some(PageLookup {
-            session: found.session,
-            token_rotated_at: found.token_rotated_at,
-        }))
-    }
-
-    /// The session a refresh token (current or not) belongs to. Its last use
-    /// and idle expiry are exact while the token or its successor is current.
-    pub async fn session_by_token(&self, hash: &str) -> Result<Option<SessionRecord>, StoreError> {
-        let found = presented_in(&mut *self.acquire().await?, hash).await?;
-        Ok(found.map(|found| found.session))
-    }
-
     pub async fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
-        let sql = format!("SELECT {SESSION_COLUMNS} {NEWEST_TOKEN} WHERE s.id = $1");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
-        Ok(row.as_ref().map(SessionRecord::from_row).transpose()?)
+        session_in(&mut *self.acquire().await?, id).await
     }
 
     /// A user's live sessions, most recently used first.
@@ -305,14 +150,35 @@ impl Store {
 
     /// Revokes one session; true if it was live until now.
     pub async fn revoke_session(&self, id: &str, reason: &str, now: i64) -> Result<bool, StoreError> {
-        let revoke = sqlx::query(
-            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(reason)
-        .bind(id);
+        let revoke = sqlx::query(REVOKE_SESSION).bind(now).bind(reason).bind(id);
         let done = self.write(revoke).await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// Revokes one session and records `event` in the same transaction:
+    /// neither exists without the other. True if it was unrevoked until now;
+    /// otherwise nothing is written.
+    pub async fn revoke_session_recorded(
+        &self,
+        id: &str,
+        reason: &str,
+        now: i64,
+        event: &AuditRecord,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let revoked = sqlx::query(REVOKE_SESSION)
+            .bind(now)
+            .bind(reason)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+        if revoked {
+            insert_audit(event).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(revoked)
     }
 
     /// Revokes every unrevoked session of a user; returns their ids.
@@ -389,6 +255,9 @@ impl Store {
     }
 }
 
+const REVOKE_SESSION: &str =
+    "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL";
+
 async fn revoke_user_sessions_in(
     tx: &mut AnyConnection,
     user_id: &str,
@@ -439,7 +308,11 @@ macro_rules! insert_first_token {
 }
 macro_rules! insert_session_audit {
     ($from:literal) => {
-        concat!(insert_audit_columns!(), " SELECT $9, $10, $11, $12, $13, $14, $15, $16, $17 FROM ", $from)
+        concat!(
+            insert_audit_columns!(),
+            " SELECT $9, $10, $11, $12, $13, $14, $15, $16, $17 FROM ",
+            $from
+        )
     };
 }
 
@@ -470,143 +343,8 @@ const CREATE_SESSION_SQLITE: &str = concat!(
     " RETURNING 1"
 );
 
-/// Marks token `$4` rotated at `$1` into `$2` (sealed: `$3`) if it is current,
-/// not idle past `$1`, and its session is neither revoked nor expired. Only
-/// the first presenter of a current token wins it. The session's row is read,
-/// not locked: on PostgreSQL a revocation committing while the claim runs is
-/// ordered after it, as if it had come a moment later, and the tokens just
-/// handed out belong to a revoked session, which every check refuses. A
-/// macro, so the statements below can `concat!` it.
-macro_rules! claim {
-    () => {
-        "UPDATE refresh_tokens SET rotated_at = $1, successor_hash = $2, successor_sealed = $3
-     WHERE hash = $4 AND rotated_at IS NULL AND idle_expires_at > $1
-       AND EXISTS (SELECT 1 FROM sessions s
-                   WHERE s.id = refresh_tokens.session_id AND s.revoked_at IS NULL AND s.expires_at > $1)"
-    };
-}
-
-/// PostgreSQL: the claim and the successor (idle until `$5`) in one
-/// statement, so one round trip and its own transaction.
-const CLAIM_POSTGRES: &str = concat!(
-    "WITH claimed AS (",
-    claim!(),
-    " RETURNING session_id)
-     INSERT INTO refresh_tokens (hash, session_id, issued_at, idle_expires_at)
-     SELECT $2, session_id, $1, $5 FROM claimed"
-);
-
-/// SQLite: the claim and the successor as one batch. The successor is
-/// inserted only beside a token this claim marked.
-const CLAIM_SQLITE: &str = concat!(
-    claim!(),
-    "; INSERT INTO refresh_tokens (hash, session_id, issued_at, idle_expires_at)
-     SELECT $2, session_id, $1, $5 FROM refresh_tokens WHERE hash = $4 AND successor_hash = $2
-     RETURNING 1"
-);
-
-/// A rotation's writes: the presented token claimed, its successor stored.
-struct Claim<'a> {
-    presented: &'a str,
-    successor: &'a Successor,
-    now: i64,
-    idle_expires_at: i64,
-}
-
-impl Claim<'_> {
-    /// `sql` with the claim's parameters bound, owned.
-    fn bound(&self, sql: &'static str) -> Query<'static, Any, AnyArguments<'static>> {
-        sqlx::query(sql)
-            .bind(self.now)
-            .bind(self.successor.hash.clone())
-            .bind(self.successor.sealed.clone())
-            .bind(self.presented.to_owned())
-            .bind(self.idle_expires_at)
-    }
-
-    /// PostgreSQL: true if the claim was won.
-    async fn in_one_statement(&self, conn: &mut AnyConnection) -> Result<bool, StoreError> {
-        let done = self.bound(CLAIM_POSTGRES).execute(conn).await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// SQLite, one transaction on the writing connection: true if the claim
-    /// was won.
-    async fn in_one_batch(&self, store: &Store) -> Result<bool, StoreError> {
-        let inserted = store.write_batch(self.bound(CLAIM_SQLITE)).await?;
-        Ok(!inserted.is_empty())
-    }
-}
-
-/// A presented refresh token's session, and when the token was rotated.
-struct Presented {
-    session: SessionRecord,
-    token_rotated_at: Option<i64>,
-}
-
-async fn presented_in(conn: &mut AnyConnection, hash: &str) -> Result<Option<Presented>, StoreError> {
-    let sql = format!("SELECT {SESSION_COLUMNS}, t.rotated_at AS token_rotated_at {BY_TOKEN} WHERE t.hash = $1");
-    let Some(row) = sqlx::query(&sql).bind(hash).fetch_optional(conn).await? else {
-        return Ok(None);
-    };
-    Ok(Some(Presented {
-        session: SessionRecord::from_row(&row)?,
-        token_rotated_at: row.try_get("token_rotated_at")?,
-    }))
-}
-
-async fn session_in(tx: &mut AnyConnection, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+pub(super) async fn session_in(conn: &mut AnyConnection, id: &str) -> Result<Option<SessionRecord>, StoreError> {
     let sql = format!("SELECT {SESSION_COLUMNS} {NEWEST_TOKEN} WHERE s.id = $1");
-    let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *tx).await?;
+    let row = sqlx::query(&sql).bind(id).fetch_optional(conn).await?;
     Ok(row.as_ref().map(SessionRecord::from_row).transpose()?)
-}
-
-/// What presenting a token that could not be claimed amounts to, decided on
-/// the session as it now stands (`read` a moment ago): its end, a replay
-/// inside the grace window, or reuse, which revokes it.
-async fn decide_unclaimed(
-    tx: &mut AnyConnection,
-    hash: &str,
-    rules: RotationRules,
-    read: SessionRecord,
-) -> Result<Rotation, StoreError> {
-    let RotationRules { now, grace, .. } = rules;
-    let session = session_in(tx, &read.id).await?.unwrap_or(read);
-    if !session.is_live(now) {
-        return Ok(Rotation::Ended(session));
-    }
-    let row = sqlx::query(
-        "SELECT t.rotated_at, t.successor_sealed, n.rotated_at AS successor_rotated_at
-         FROM refresh_tokens t LEFT JOIN refresh_tokens n ON n.hash = t.successor_hash
-         WHERE t.hash = $1",
-    )
-    .bind(hash)
-    .fetch_one(&mut *tx)
-    .await?;
-    let rotated_at: Option<i64> = row.try_get("rotated_at")?;
-    let sealed: Option<String> = row.try_get("successor_sealed")?;
-    let successor_rotated_at: Option<i64> = row.try_get("successor_rotated_at")?;
-    match (rotated_at, sealed, successor_rotated_at) {
-        // Still current, yet the claim found it idle or its session ended:
-        // only where instances' clocks disagree. Refused.
-        (None, _, _) => return Ok(Rotation::Ended(session)),
-        (Some(rotated_at), Some(successor_sealed), None) if now - rotated_at <= grace => {
-            return Ok(Rotation::Replayed {
-                session,
-                successor_sealed,
-            });
-        }
-        _ => {}
-    }
-    sqlx::query(
-        "UPDATE sessions SET revoked_at = $1, revoked_reason = 'refresh_reuse' WHERE id = $2 AND revoked_at IS NULL",
-    )
-    .bind(now)
-    .bind(&session.id)
-    .execute(&mut *tx)
-    .await?;
-    Ok(Rotation::Reused(SessionRecord {
-        revoked_at: Some(now),
-        ..session
-    }))
 }

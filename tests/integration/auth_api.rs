@@ -807,7 +807,8 @@ async fn concurrent_refreshes_with_one_cookie_leave_one_session(backend: Backend
 async fn a_session_revoked_while_its_token_is_presented_is_not_extended(backend: Backend) {
     use gatehouse::auth::clock::Clock;
     use gatehouse::auth::refresh_token::RefreshToken;
-    use gatehouse::store::{Rotation, RotationRules, Successor};
+    use gatehouse::auth::rotation::{decide, RotationRules, Verdict};
+    use gatehouse::store::Successor;
 
     let server = TestServer::start(backend).await;
     let session = server.register("alice").await;
@@ -818,26 +819,22 @@ async fn a_session_revoked_while_its_token_is_presented_is_not_extended(backend:
         sealed: presented.seal(&next),
     };
     let store = server.auth.store();
-    let before = store.session_by_token(&presented.hash()).await.unwrap().unwrap();
+    let found = store.presented_token(&presented.hash()).await.unwrap().unwrap();
+    let before = found.session.clone();
     server.clock.advance(60);
     let now = server.clock.now();
-    let rules = RotationRules { now, grace: 10, idle_ttl: 3600 };
-    // `admit` runs between the read and the writes: revoke the session there.
-    let admit = |read: &gatehouse::store::SessionRecord| {
-        tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(async {
-                assert!(store.revoke_session(&read.id, "logout", now).await.unwrap());
-            })
-        });
-        true
-    };
-    let outcome = store.rotate_refresh_token(&presented.hash(), &successor, rules, admit).await.unwrap();
-    let Rotation::Ended(ended) = outcome else {
-        panic!("a rotation of a just-revoked session must end, got {outcome:?}");
-    };
+    let rules = RotationRules { now, grace: 10 };
+    assert_eq!(decide(&found.token, &found.session, rules), Verdict::Rotate, "current when read");
+    // Revoked between the read and the claim.
+    assert!(store.revoke_session(&before.id, "logout", now).await.unwrap());
+    let claimed = store.claim(found, &successor, now, now + 3600).await.unwrap();
+    assert_eq!(claimed, None, "a rotation of a just-revoked session must not win its claim");
+    let reread = store.presented_token(&presented.hash()).await.unwrap().unwrap();
+    assert_eq!(decide(&reread.token, &reread.session, rules), Verdict::Ended, "it ends");
+    let ended = reread.session;
     assert_eq!(ended.revoked_at, Some(now));
     assert_eq!((ended.last_used_at, ended.idle_expires_at), (before.last_used_at, before.idle_expires_at), "not extended");
-    assert_eq!(store.session_by_token(&successor.hash).await.unwrap(), None, "no successor stored");
+    assert!(store.presented_token(&successor.hash).await.unwrap().is_none(), "no successor stored");
     let pool = sqlx::AnyPool::connect(&server.settings.database_url).await.unwrap();
     let rotated_at: Option<i64> = sqlx::query_scalar("SELECT rotated_at FROM refresh_tokens WHERE hash = $1")
         .bind(presented.hash())

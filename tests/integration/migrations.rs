@@ -1,7 +1,8 @@
 //! A database written under an earlier schema reads the same after the
 //! migrations that followed.
 
-use gatehouse::store::{Rotation, RotationRules, Store, Successor};
+use gatehouse::auth::rotation::{decide, RotationRules, Verdict};
+use gatehouse::store::{Store, Successor};
 
 use crate::both_backends;
 use crate::support::*;
@@ -47,7 +48,8 @@ async fn sessions_written_before_idle_expiry_moved_to_tokens_keep_their_times(ba
     let store = Store::open(&url).await.unwrap();
     let session = store.session("s1").await.unwrap().unwrap();
     assert_eq!((session.last_used_at, session.idle_expires_at, session.expires_at), (5000, 9000, 100000));
-    assert_eq!(store.session_by_token("current").await.unwrap(), Some(session.clone()));
+    let current = store.presented_token("current").await.unwrap().map(|p| p.session);
+    assert_eq!(current, Some(session.clone()));
     assert_eq!(store.live_sessions("u1", 8999).await.unwrap(), vec![session.clone()]);
     assert_eq!(store.live_sessions("u1", 9000).await.unwrap(), vec![], "idle past the old column's expiry");
 
@@ -55,19 +57,18 @@ async fn sessions_written_before_idle_expiry_moved_to_tokens_keep_their_times(ba
         hash: "next".into(),
         sealed: "sealed-next".into(),
     };
-    let rules = RotationRules {
-        now: 8000,
-        grace: 10,
-        idle_ttl: 3000,
-    };
-    let rotated = store.rotate_refresh_token("current", &next, rules, |_| true).await.unwrap();
-    let Rotation::Rotated(rotated) = rotated else {
-        panic!("the migrated current token rotates, got {rotated:?}");
+    let rules = RotationRules { now: 8000, grace: 10 };
+    let found = store.presented_token("current").await.unwrap().unwrap();
+    assert_eq!(decide(&found.token, &found.session, rules), Verdict::Rotate);
+    let rotated = store.claim(found, &next, 8000, 11000).await.unwrap();
+    let Some(rotated) = rotated else {
+        panic!("the migrated current token rotates");
     };
     assert_eq!((rotated.last_used_at, rotated.idle_expires_at), (8000, 11000));
     assert_eq!(store.session("s1").await.unwrap(), Some(rotated));
-    let reused = store.rotate_refresh_token("old", &next, rules, |_| true).await.unwrap();
-    assert!(matches!(reused, Rotation::Reused(_)), "the migrated old token is still recognised: {reused:?}");
+    let old = store.presented_token("old").await.unwrap().unwrap();
+    let reused = decide(&old.token, &old.session, rules);
+    assert_eq!(reused, Verdict::Reuse, "the migrated old token is still recognised");
     store.close().await;
     drop_database(&url, postgres_db.as_deref()).await;
 }

@@ -1,0 +1,136 @@
+//! Accounts: registration, creating users (also from the command line),
+//! changing a password, and who the caller is.
+
+use super::audit::{AuditKind, Event};
+use super::events::SessionEvent;
+use super::limits::address_key;
+use super::password::{Password, Verification};
+use super::{Auth, AuthError, ClientInfo, NewTokens, ROLE_USER};
+use crate::protocol::{password_rule, username_rule, AccessClaims, Credentials, Me, PasswordChange};
+use crate::store::{StoreError, UserRecord};
+
+impl Auth {
+    pub async fn register(&self, credentials: Credentials, client: &ClientInfo) -> Result<NewTokens, AuthError> {
+        let Credentials { username, password } = credentials;
+        if let Some(ip) = &client.ip {
+            self.limits
+                .registrations_per_ip
+                .check(&address_key(ip))
+                .map_err(|retry_after| AuthError::RateLimited { retry_after })?;
+        }
+        let user = self.create_user(&username, Password::new(password), ROLE_USER).await?;
+        self.start_session(&user, client, AuditKind::Register).await
+    }
+
+    /// Creates an account after checking the name and the password's strength.
+    pub async fn create_user(&self, username: &str, password: Password, role: &str) -> Result<UserRecord, AuthError> {
+        if let Some(problem) = username_rule::problem(username) {
+            return Err(AuthError::InvalidUsername(problem));
+        }
+        let strength = password_rule::check(password.expose(), &[username]);
+        if !strength.acceptable() {
+            return Err(AuthError::WeakPassword(strength.reasons));
+        }
+        let key = username_rule::key(username);
+        if self.store.user_by_name_key(&key).await?.is_some() {
+            return Err(AuthError::UsernameTaken);
+        }
+        let password_hash = self.passwords.hash(password).await?;
+        // After the hash, which may have waited for a hashing thread.
+        let now = self.now();
+        let user = UserRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            username: username.to_string(),
+            role: role.to_string(),
+            password_hash,
+            created_at: now,
+            password_changed_at: now,
+        };
+        match self.store.create_user(&user, &key).await {
+            Err(StoreError::Conflict) => Err(AuthError::UsernameTaken),
+            other => other.map(|()| user).map_err(Into::into),
+        }
+    }
+
+    /// Changes the password and revokes every other session of the user. A
+    /// wrong current password counts against the username's login limit.
+    pub async fn change_password(
+        &self,
+        claims: &AccessClaims,
+        change: PasswordChange,
+        client: &ClientInfo,
+    ) -> Result<(), AuthError> {
+        let user = self
+            .store
+            .user_by_id(&claims.sub)
+            .await?
+            .ok_or(AuthError::InvalidToken)?;
+        let name_key = username_rule::key(&user.username);
+        let _attempt = self
+            .limits
+            .login_per_username
+            .admit(&name_key)
+            .map_err(|retry_after| AuthError::RateLimited { retry_after })?;
+        let verification = if change.current_password.chars().count() > password_rule::MAX_CHARS {
+            Verification::Mismatch
+        } else {
+            self.passwords
+                .verify(Password::new(change.current_password), Some(user.password_hash.clone()))
+                .await?
+        };
+        if verification == Verification::Mismatch {
+            return Err(match self.limits.login_per_username.record_failure(&name_key) {
+                Err(retry_after) => AuthError::RateLimited { retry_after },
+                Ok(()) => AuthError::WrongPassword,
+            });
+        }
+        let strength = password_rule::check(&change.new_password, &[&user.username]);
+        if !strength.acceptable() {
+            return Err(AuthError::WeakPassword(strength.reasons));
+        }
+        let hash = self.passwords.hash(Password::new(change.new_password)).await?;
+        let now = self.now();
+        let revoked = self.store.change_password(&user.id, &hash, &claims.sid, now).await?;
+        let detail = format!("{} other sessions revoked", revoked.len());
+        self.sessions_revoked(&user.id, revoked, "password_changed", now).await;
+        self.publish(SessionEvent::PasswordChanged {
+            user_id: user.id.clone(),
+            session_id: claims.sid.clone(),
+            at: now,
+        })
+        .await;
+        self.audit(Event {
+            kind: AuditKind::PasswordChanged,
+            at: now,
+            account: Some((&user).into()),
+            session_id: Some(&claims.sid),
+            client,
+            detail: Some(detail),
+        })
+        .await
+    }
+
+    pub async fn me(&self, claims: &AccessClaims) -> Result<Me, AuthError> {
+        // Names never change: the token's word is enough, and `/api/me` (the
+        // most frequent call) reads no table.
+        if !claims.preferred_username.is_empty() {
+            return Ok(Me {
+                id: claims.sub.clone(),
+                username: claims.preferred_username.clone(),
+                role: claims.role.clone(),
+                session_id: claims.sid.clone(),
+            });
+        }
+        let user = self
+            .store
+            .user_by_id(&claims.sub)
+            .await?
+            .ok_or(AuthError::InvalidToken)?;
+        Ok(Me {
+            id: user.id,
+            username: user.username,
+            role: user.role,
+            session_id: claims.sid.clone(),
+        })
+    }
+}

@@ -1,0 +1,102 @@
+//! The core's one error type. The HTTP layer maps it to status codes in one
+//! place (`server::error`); server faults keep their cause as `source`, for
+//! the log, and never reach a response.
+
+use super::access_token::TokenError;
+use super::keys::KeyError;
+use super::password::HashingError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("Invalid username or password.")]
+    InvalidCredentials,
+    #[error("That username is taken.")]
+    UsernameTaken,
+    #[error("{0}")]
+    InvalidUsername(String),
+    #[error("The password is too easy to guess.")]
+    WeakPassword(Vec<String>),
+    #[error("Too many attempts. Try again in {retry_after} seconds.")]
+    RateLimited { retry_after: u64 },
+    #[error("The access token has expired.")]
+    TokenExpired,
+    #[error("The access token is invalid.")]
+    InvalidToken,
+    #[error("The session has ended.")]
+    SessionRevoked,
+    #[error("The refresh token is not valid. Log in again.")]
+    RefreshRejected,
+    #[error("The current password is wrong.")]
+    WrongPassword,
+    #[error("This needs the admin role.")]
+    Forbidden,
+    #[error("Not found.")]
+    NotFound,
+    #[error("The database is unavailable.")]
+    Unavailable(#[source] StoreError),
+    #[error("storage failure")]
+    Store(#[source] StoreError),
+    #[error("password hashing failed")]
+    Hashing(#[source] HashingError),
+    #[error("signing key failure")]
+    Keys(#[source] KeyError),
+}
+
+impl AuthError {
+    /// A failure on the server's side, not the caller's: logged, and answered
+    /// without detail.
+    pub fn is_server_fault(&self) -> bool {
+        matches!(
+            self,
+            Self::Unavailable(_) | Self::Store(_) | Self::Hashing(_) | Self::Keys(_)
+        )
+    }
+}
+
+impl From<StoreError> for AuthError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(_) => Self::Unavailable(err),
+            other => Self::Store(other),
+        }
+    }
+}
+
+impl From<TokenError> for AuthError {
+    fn from(err: TokenError) -> Self {
+        match err {
+            TokenError::Expired => Self::TokenExpired,
+            TokenError::Invalid | TokenError::UnknownKey => Self::InvalidToken,
+        }
+    }
+}
+
+/// An error with its causes, one after another, for logs and the command line:
+/// `storage failure: database error: …`.
+pub struct WithSources<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for WithSources<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_are_kept_and_shown_in_order() {
+        let err = AuthError::from(StoreError::Conflict);
+        assert!(err.is_server_fault());
+        assert_eq!(WithSources(&err).to_string(), "storage failure: already exists");
+        assert!(!AuthError::InvalidCredentials.is_server_fault());
+    }
+}

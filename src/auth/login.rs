@@ -1,0 +1,172 @@
+//! Password login, and the start of a session (shared with registration).
+
+use super::audit::{AuditKind, Event};
+use super::events::SessionEvent;
+use super::limits::address_key;
+use super::password::{Password, Verification};
+use super::refresh_token::RefreshToken;
+use super::{Auth, AuthError, ClientInfo, NewTokens};
+use crate::protocol::{password_rule, username_rule, Credentials};
+use crate::store::{NewSession, SessionRecord, UserRecord};
+
+impl Auth {
+    /// Checks the password and starts a session. Logged at `info` with its
+    /// outcome, never the name or password.
+    #[tracing::instrument(name = "login", skip_all)]
+    pub async fn login(&self, credentials: Credentials, client: &ClientInfo) -> Result<NewTokens, AuthError> {
+        let result = self.check_password_and_start(credentials, client).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(AuthError::InvalidCredentials) => "invalid_credentials",
+            Err(AuthError::RateLimited { .. }) => "rate_limited",
+            Err(_) => "error",
+        };
+        tracing::info!(outcome, "login");
+        result
+    }
+
+    async fn check_password_and_start(
+        &self,
+        credentials: Credentials,
+        client: &ClientInfo,
+    ) -> Result<NewTokens, AuthError> {
+        let Credentials { username, password } = credentials;
+        let name_key = username_rule::key(&username);
+        let ip_key = address_key(client.ip.as_deref().unwrap_or_default());
+        let limited = |retry_after| AuthError::RateLimited { retry_after };
+        // Held until this login is decided (see `FailureLimit`).
+        let _by_ip = self.limits.login_per_ip.admit(&ip_key).map_err(limited)?;
+        let _by_name = self.limits.login_per_username.admit(&name_key).map_err(limited)?;
+
+        // Over-long passwords are refused before any hashing work. A name no
+        // account can have is looked up nowhere but still costs a (dummy) verify,
+        // so it answers like any unknown user.
+        let (known, verification) = if password.chars().count() > password_rule::MAX_CHARS {
+            (None, Verification::Mismatch)
+        } else {
+            let known = match username_rule::problem(&username) {
+                None => self.store.user_by_name_key(&name_key).await?,
+                Some(_) => None,
+            };
+            let stored = known.as_ref().map(|u| u.password_hash.clone());
+            (
+                known,
+                self.passwords.verify(Password::new(password.clone()), stored).await?,
+            )
+        };
+        let Verification::Match { needs_rehash } = verification else {
+            let shown: String = username.chars().filter(|c| !c.is_control()).take(64).collect();
+            // Counted first: a failed audit write must not leave the attempt uncounted.
+            let by_ip = self.limits.login_per_ip.record_failure(&ip_key);
+            let by_name = self.limits.login_per_username.record_failure(&name_key);
+            self.audit(Event {
+                kind: AuditKind::LoginFailed,
+                at: self.now(),
+                account: known.as_ref().map(Into::into),
+                session_id: None,
+                client,
+                detail: Some(format!("username: {shown}")),
+            })
+            .await?;
+            return match (by_ip, by_name) {
+                (Err(retry_after), _) | (_, Err(retry_after)) => Err(AuthError::RateLimited { retry_after }),
+                _ => Err(AuthError::InvalidCredentials),
+            };
+        };
+        let Some(user) = known else {
+            return Err(AuthError::InvalidCredentials);
+        };
+        let user = if needs_rehash {
+            self.upgraded(user, Password::new(password)).await?
+        } else {
+            user
+        };
+        self.start_session(&user, client, AuditKind::LoginOk).await
+    }
+
+    /// `user` with its password hash made again under the current argon2
+    /// parameters. A login running alongside may have upgraded it first: then
+    /// that hash is the one the session is made against, unless the password
+    /// itself was changed meanwhile.
+    async fn upgraded(&self, user: UserRecord, password: Password) -> Result<UserRecord, AuthError> {
+        let upgraded = self.passwords.hash(password).await?;
+        if self
+            .store
+            .upgrade_password_hash(&user.id, &user.password_hash, &upgraded)
+            .await?
+        {
+            return Ok(UserRecord {
+                password_hash: upgraded,
+                ..user
+            });
+        }
+        match self.store.user_by_id(&user.id).await? {
+            Some(current) if current.password_changed_at == user.password_changed_at => Ok(current),
+            _ => Err(AuthError::InvalidCredentials),
+        }
+    }
+
+    /// Starts a session for `user`, recording `started_by` (a login or a
+    /// registration) with it, unless the user's password has changed from
+    /// `user.password_hash` meanwhile; then tells the user's sockets.
+    pub(super) async fn start_session(
+        &self,
+        user: &UserRecord,
+        client: &ClientInfo,
+        started_by: AuditKind,
+    ) -> Result<NewTokens, AuthError> {
+        // After the password check, which may have waited for a hashing thread.
+        let now = self.now();
+        let refresh = RefreshToken::generate();
+        let id = uuid::Uuid::new_v4().to_string();
+        let event = Event {
+            kind: started_by,
+            at: now,
+            account: Some(user.into()),
+            session_id: Some(&id),
+            client,
+            detail: None,
+        }
+        .record();
+        let session = self
+            .store
+            .create_session(
+                &NewSession {
+                    id: id.clone(),
+                    user_id: user.id.clone(),
+                    username: user.username.clone(),
+                    role: user.role.clone(),
+                    now,
+                    idle_ttl: self.settings.refresh_idle_ttl,
+                    max_age: self.settings.session_max_age,
+                    user_agent: client.stored_user_agent(),
+                    ip: client.ip.clone(),
+                    token_hash: refresh.hash(),
+                    password_hash: user.password_hash.clone(),
+                },
+                &event,
+            )
+            .await?
+            .ok_or(AuthError::InvalidCredentials)?;
+        let access = self
+            .tokens
+            .issue(&user.id, &user.username, &user.role, &session.id, now)?;
+        self.session_created(&session).await;
+        Ok(NewTokens {
+            access,
+            refresh,
+            session,
+        })
+    }
+
+    async fn session_created(&self, session: &SessionRecord) {
+        self.publish(SessionEvent::SessionCreated {
+            user_id: session.user_id.clone(),
+            session_id: session.id.clone(),
+            user_agent: session.user_agent.clone(),
+            ip: session.ip.clone(),
+            at: session.created_at,
+        })
+        .await;
+    }
+}

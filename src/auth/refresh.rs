@@ -1,0 +1,118 @@
+//! Refreshing: a refresh token presented for a new access token. Where
+//! rotation and reuse detection happen: the store reads the token, the rules
+//! in [`rotation`](super::rotation) decide, and this carries the verdict out.
+
+use super::audit::{AuditKind, Event};
+use super::refresh_token::RefreshToken;
+use super::rotation::{self, RotationRules, Verdict};
+use super::{Auth, AuthError, ClientInfo, NewTokens};
+use crate::store::{SessionRecord, Successor};
+
+impl Auth {
+    /// Rotates the presented refresh token (RFC 6749 §6, RFC 9700 §4.14.2).
+    /// A replay inside the grace window gets the same successor; an older
+    /// token revokes the whole session, with its audit event, in one
+    /// transaction. Each outcome is logged on the `refresh` span: rotations
+    /// and refusals at `debug`, replays and rate limits at `info`, reuse at
+    /// `warn`.
+    #[tracing::instrument(name = "refresh", skip_all)]
+    pub async fn refresh(&self, presented: &str, client: &ClientInfo) -> Result<NewTokens, AuthError> {
+        let Some(token) = RefreshToken::parse(presented) else {
+            tracing::debug!(outcome = "malformed", "refresh refused");
+            return Err(AuthError::RefreshRejected);
+        };
+        let now = self.now();
+        let hash = token.hash();
+        let Some(found) = self.store.presented_token(&hash).await? else {
+            tracing::debug!(outcome = "unknown", "refresh refused");
+            return Err(AuthError::RefreshRejected);
+        };
+        if let Err(retry_after) = self.limits.refreshes_per_session.check(&found.session.id) {
+            tracing::info!(outcome = "rate_limited", session = %found.session.id, "refresh refused");
+            return Err(AuthError::RateLimited { retry_after });
+        }
+        let rules = RotationRules {
+            now,
+            grace: self.settings.refresh_grace,
+        };
+        let mut verdict = rotation::decide(&found.token, &found.session, rules);
+        let mut found = found;
+        if verdict == Verdict::Rotate {
+            let successor = RefreshToken::generate();
+            let sealed = Successor {
+                hash: successor.hash(),
+                sealed: token.seal(&successor),
+            };
+            let idle_expires_at = now + self.settings.refresh_idle_ttl;
+            if let Some(session) = self.store.claim(found, &sealed, now, idle_expires_at).await? {
+                tracing::debug!(outcome = "rotated", session = %session.id, "refresh");
+                return self.tokens_for(session, successor, now);
+            }
+            // Lost the claim: another tab or a retry claimed it first, or the
+            // session ended meanwhile. Decided again as the token now reads.
+            found = self
+                .store
+                .presented_token(&hash)
+                .await?
+                .ok_or(AuthError::RefreshRejected)?;
+            verdict = rotation::decide(&found.token, &found.session, rules);
+        }
+        let session = found.session;
+        match verdict {
+            Verdict::Replay => {
+                let sealed = found.token.successor_sealed.as_deref().unwrap_or_default();
+                let successor = token.unseal(sealed).ok_or(AuthError::RefreshRejected)?;
+                tracing::info!(outcome = "replayed", session = %session.id, "refresh within the grace window");
+                self.tokens_for(session, successor, now)
+            }
+            Verdict::Reuse => {
+                self.reuse_detected(&session, client, now).await?;
+                Err(AuthError::RefreshRejected)
+            }
+            // Rotate here: still current after a lost claim, which found it
+            // idle or its session ended. Only where instances' clocks disagree.
+            Verdict::Ended | Verdict::Rotate => {
+                tracing::debug!(outcome = "ended", session = %session.id, "refresh refused");
+                Err(AuthError::RefreshRejected)
+            }
+        }
+    }
+
+    /// A rotated token came back: revokes its session, with the audit event
+    /// in the same transaction, then everywhere in memory and on sockets.
+    async fn reuse_detected(&self, session: &SessionRecord, client: &ClientInfo, now: i64) -> Result<(), AuthError> {
+        let event = Event {
+            kind: AuditKind::RefreshReuse,
+            at: now,
+            account: Some(session.into()),
+            session_id: Some(&session.id),
+            client,
+            detail: Some("an already-rotated refresh token was presented".to_string()),
+        }
+        .record();
+        let revoked = self
+            .store
+            .revoke_session_recorded(&session.id, "refresh_reuse", now, &event)
+            .await?;
+        if revoked {
+            self.sessions_revoked(&session.user_id, vec![session.id.clone()], "refresh_reuse", now)
+                .await;
+            tracing::warn!(outcome = "reuse", session = %session.id, user = %session.user_id, "refresh token reuse: session revoked");
+        } else {
+            tracing::debug!(outcome = "ended", session = %session.id, "refresh refused");
+        }
+        Ok(())
+    }
+
+    /// A new access token for `session`, handed out with `refresh`.
+    fn tokens_for(&self, session: SessionRecord, refresh: RefreshToken, now: i64) -> Result<NewTokens, AuthError> {
+        let access = self
+            .tokens
+            .issue(&session.user_id, &session.username, &session.role, &session.id, now)?;
+        Ok(NewTokens {
+            access,
+            refresh,
+            session,
+        })
+    }
+}

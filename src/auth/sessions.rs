@@ -1,0 +1,159 @@
+//! Sessions as their owner sees them: checking an access token, logging out
+//! (here or everywhere), listing and revoking sessions, and how a revocation
+//! reaches this instance's memory, the other instances and the sockets.
+
+use std::sync::Arc;
+
+use super::access_token::TokenError;
+use super::audit::{Account, AuditKind, Event};
+use super::events::SessionEvent;
+use super::refresh_token::RefreshToken;
+use super::{Auth, AuthError, ClientInfo};
+use crate::protocol::{AccessClaims, SessionView};
+
+impl Auth {
+    /// Checks an access token completely (RFC 9068 §4, RFC 8725): signature,
+    /// header, claims, expiry and whether its session was revoked. No database
+    /// read unless the token names a key this instance has not seen (rotated
+    /// elsewhere).
+    #[tracing::instrument(name = "authenticate", level = "debug", skip_all)]
+    pub async fn authenticate(&self, token: &str) -> Result<Arc<AccessClaims>, AuthError> {
+        let now = self.now();
+        let claims = match self.tokens.verify(token, now) {
+            Err(TokenError::UnknownKey) if self.tokens.keys().reload_if_stale(now).await? => {
+                self.tokens.verify(token, now)
+            }
+            other => other,
+        };
+        let claims = claims.inspect_err(|err| tracing::debug!(outcome = %err, "access token refused"))?;
+        if self.revoked.contains(&claims.sid) {
+            tracing::debug!(outcome = "session_revoked", "access token refused");
+            return Err(AuthError::SessionRevoked);
+        }
+        Ok(claims)
+    }
+
+    /// Whether the session was revoked (as far as this instance knows, which
+    /// is at most one notice behind).
+    pub fn is_revoked(&self, session_id: &str) -> bool {
+        self.revoked.contains(session_id)
+    }
+
+    /// Ends the session the refresh token belongs to. Quietly does nothing
+    /// without a valid one: logging out twice is not an error.
+    pub async fn logout(&self, presented: Option<&str>, client: &ClientInfo) -> Result<(), AuthError> {
+        let Some(token) = presented.and_then(RefreshToken::parse) else {
+            return Ok(());
+        };
+        let Some(presented) = self.store.presented_token(&token.hash()).await? else {
+            return Ok(());
+        };
+        let session = presented.session;
+        let now = self.now();
+        if self.store.revoke_session(&session.id, "logout", now).await? {
+            self.sessions_revoked(&session.user_id, vec![session.id.clone()], "logout", now)
+                .await;
+            self.audit_after_revocation(Event {
+                kind: AuditKind::Logout,
+                at: now,
+                account: Some((&session).into()),
+                session_id: Some(&session.id),
+                client,
+                detail: None,
+            })
+            .await;
+        }
+        Ok(())
+    }
+
+    pub async fn logout_all(&self, claims: &AccessClaims, client: &ClientInfo) -> Result<(), AuthError> {
+        let now = self.now();
+        let revoked = self.store.revoke_user_sessions(&claims.sub, "logout_all", now).await?;
+        let detail = format!("{} sessions revoked", revoked.len());
+        self.sessions_revoked(&claims.sub, revoked, "logout_all", now).await;
+        self.audit_after_revocation(Event {
+            kind: AuditKind::LogoutAll,
+            at: now,
+            account: Some(Account {
+                id: &claims.sub,
+                username: &claims.preferred_username,
+            }),
+            session_id: Some(&claims.sid),
+            client,
+            detail: Some(detail),
+        })
+        .await;
+        Ok(())
+    }
+
+    pub async fn sessions(&self, claims: &AccessClaims) -> Result<Vec<SessionView>, AuthError> {
+        let sessions = self.store.live_sessions(&claims.sub, self.now()).await?;
+        Ok(sessions
+            .into_iter()
+            .map(|s| SessionView {
+                current: s.id == claims.sid,
+                expires_at: s.ends_at(),
+                id: s.id,
+                created_at: s.created_at,
+                last_used_at: s.last_used_at,
+                user_agent: s.user_agent,
+                ip: s.ip,
+            })
+            .collect())
+    }
+
+    /// Revokes one of the caller's own sessions; another user's is "not
+    /// found". The revocation and its audit event are one transaction.
+    pub async fn revoke_session(
+        &self,
+        claims: &AccessClaims,
+        session_id: &str,
+        client: &ClientInfo,
+    ) -> Result<(), AuthError> {
+        // Session ids are UUIDs; anything else names no session at all.
+        if uuid::Uuid::parse_str(session_id).is_err() {
+            return Err(AuthError::NotFound);
+        }
+        let now = self.now();
+        let session = self.store.session(session_id).await?;
+        let Some(session) = session.filter(|s| s.user_id == claims.sub && s.is_live(now)) else {
+            return Err(AuthError::NotFound);
+        };
+        let event = Event {
+            kind: AuditKind::SessionRevoked,
+            at: now,
+            account: Some((&session).into()),
+            session_id: Some(&session.id),
+            client,
+            detail: None,
+        }
+        .record();
+        if self
+            .store
+            .revoke_session_recorded(&session.id, "revoked_by_user", now, &event)
+            .await?
+        {
+            self.sessions_revoked(&claims.sub, vec![session.id.clone()], "revoked_by_user", now)
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Refuses the sessions' access tokens from now on, here at once and on
+    /// every other instance as soon as the notice arrives; their sockets close.
+    pub(super) async fn sessions_revoked(&self, user_id: &str, session_ids: Vec<String>, reason: &str, at: i64) {
+        for session_id in &session_ids {
+            self.revoked.insert(session_id, at);
+        }
+        if session_ids.is_empty() {
+            return;
+        }
+        self.publish(SessionEvent::SessionsRevoked {
+            user_id: user_id.to_string(),
+            session_ids,
+            reason: reason.to_string(),
+            at,
+        })
+        .await;
+    }
+}

@@ -1,0 +1,66 @@
+//! Periodic upkeep: forgetting what no longer matters, catching up with
+//! other instances, and deleting what is kept no longer.
+
+use std::sync::atomic::Ordering;
+
+use super::{Auth, AuthError};
+
+/// How often ended sessions and old audit events are deleted (seconds), once
+/// no backlog is left.
+const PRUNE_EVERY: i64 = 3600;
+/// Sessions and audit events deleted per upkeep at most. A session takes its
+/// refresh tokens with it (one per refresh), so its batch is the smaller.
+const PRUNE_SESSIONS: i64 = 100;
+const PRUNE_EVENTS: i64 = 1000;
+
+impl Auth {
+    /// Forgets old revocations, expired verified tokens and idle rate-limit
+    /// state, picks up keys rotated and sessions revoked by other instances
+    /// sharing the database, and deletes what is kept no longer (see
+    /// [`Auth::delete_expired_records`]): once an hour, or at every upkeep
+    /// while a backlog lasts.
+    pub async fn maintain(&self) -> Result<(), AuthError> {
+        let now = self.now();
+        self.revoked.prune(now);
+        self.tokens.forget_expired(now);
+        self.page_lookups.forget_expired(now);
+        self.limits.forget_idle();
+        self.load_revocations(now).await?;
+        self.tokens.keys().reload(now).await?;
+        if now >= self.prune_due_at.load(Ordering::Relaxed) {
+            let backlog = self.delete_expired_records(now).await?;
+            self.prune_due_at
+                .store(if backlog { now } else { now + PRUNE_EVERY }, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Deletes sessions that ended longer ago than `ended_session_retention`,
+    /// with their refresh tokens, and audit events older than
+    /// `audit_retention`, a batch of each: otherwise every refresh and failed
+    /// login would grow the database for ever. Whether a batch was full (more
+    /// may be left).
+    async fn delete_expired_records(&self, now: i64) -> Result<bool, AuthError> {
+        let sessions = self
+            .store
+            .delete_ended_sessions(now - self.settings.ended_session_retention, PRUNE_SESSIONS)
+            .await?;
+        let events = match self.settings.audit_retention {
+            0 => 0,
+            retention => self.store.delete_audit_before(now - retention, PRUNE_EVENTS).await?,
+        };
+        if sessions + events > 0 {
+            tracing::info!(sessions, events, "deleted ended sessions and old audit events");
+        }
+        Ok(sessions >= PRUNE_SESSIONS as u64 || events >= PRUNE_EVENTS as u64)
+    }
+
+    /// Every session revoked recently enough for one of its access tokens to
+    /// be live, into the in-memory set.
+    pub(super) async fn load_revocations(&self, now: i64) -> Result<(), AuthError> {
+        for (session_id, revoked_at) in self.store.revoked_since(self.revoked.relevant_since(now)).await? {
+            self.revoked.insert(&session_id, revoked_at);
+        }
+        Ok(())
+    }
+}
