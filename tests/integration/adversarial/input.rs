@@ -284,6 +284,9 @@ async fn slow_clients_are_dropped() {
     let server = TestServer::start(Backend::Sqlite).await;
     let addr = server.base.trim_start_matches("http://").to_string();
 
+    // Before the connection exists: the server's deadline starts when it
+    // accepts, so a clock started after the connect could read short of it.
+    let started = Instant::now();
     let mut headers_never_end = tokio::net::TcpStream::connect(&addr).await.unwrap();
     headers_never_end.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
     let mut body_never_ends = tokio::net::TcpStream::connect(&addr).await.unwrap();
@@ -291,7 +294,6 @@ async fn slow_clients_are_dropped() {
         .write_all(b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user")
         .await
         .unwrap();
-    let started = Instant::now();
 
     // Meanwhile everyone else is served.
     let health = server.request(Method::GET, "/healthz", |r| r).await;
