@@ -18,6 +18,8 @@ macro_rules! debug_redacting {
         }
     };
 }
+// Only server-side types hold secrets worth redacting.
+#[cfg(feature = "ssr")]
 pub(crate) use debug_redacting;
 
 /// The role every registered user has.

@@ -40,13 +40,12 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn token_response(state: &AppState, status: StatusCode, tokens: &NewTokens) -> Response {
-    let max_age = tokens.session.ends_at() - state.auth.now();
     let body = TokenResponse {
         access_token: tokens.access.token.clone(),
         token_type: "Bearer".to_string(),
         expires_in: tokens.access.expires_in,
     };
-    (status, [(header::SET_COOKIE, state.cookies.set(&tokens.refresh, max_age))], Json(body)).into_response()
+    (status, [(header::SET_COOKIE, state.cookies.set_for_tokens(tokens, state.auth.now()))], Json(body)).into_response()
 }
 
 async fn register(

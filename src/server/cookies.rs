@@ -1,5 +1,6 @@
 //! The refresh cookie: `HttpOnly; Secure; SameSite=Strict; Path=/` with the
-//! `__Host-` prefix, unless plain-HTTP local use was configured.
+//! `__Host-` prefix (RFC 6265bis §4.1.3.2: no `Domain`, so no subdomain can
+//! set or shadow it), unless plain-HTTP local use was configured.
 
 use axum::http::HeaderValue;
 
@@ -36,7 +37,7 @@ impl CookiePolicy {
     }
 
     /// Sets the cookie to `token` for `max_age` seconds.
-    pub fn set(&self, token: &RefreshToken, max_age: i64) -> HeaderValue {
+    fn set(&self, token: &RefreshToken, max_age: i64) -> HeaderValue {
         self.header(token.expose(), max_age)
     }
 
