@@ -1,8 +1,13 @@
 //! Gatehouse: JWT login for a Leptos full-stack app.
 //!
-//! Layout (see README "Architecture"):
-//! - [`app`]: UI routes and components, compiled for both server and browser.
-//! - [`config`], [`store`], [`server`]: server only (`ssr`).
+//! Layout (see docs/architecture.md):
+//! - [`app`]: UI routes and components, compiled for both server and browser;
+//!   its `client` module is the browser's token handling (`hydrate` only).
+//! - [`protocol`]: the request and response bodies, claims and rules both
+//!   sides share.
+//! - [`auth`]: the auth core (passwords, tokens, sessions, rotation, keys), no
+//!   HTTP; [`server`]: HTTP handlers thin on top of it; [`store`]: storage and
+//!   its migrations; [`config`]: settings. All server only (`ssr`).
 
 // Tests may unwrap: a panic there is a failed test, not a crashed server.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
