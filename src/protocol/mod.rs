@@ -1,0 +1,177 @@
+//! Types both sides use: request and response bodies, access-token claims and the
+//! password rule. Plain data, compiled for the server and the browser alike.
+
+use serde::{Deserialize, Serialize};
+
+pub mod live;
+pub mod password_rule;
+pub mod username_rule;
+
+/// `Debug` for a struct holding secrets: every field is named, and the
+/// secret ones print as `<redacted>`, so a value logged by mistake never
+/// shows a password or a token.
+macro_rules! debug_redacting {
+    ($type:ident { $($field:ident),* ; secret: $($secret:ident),+ }) => {
+        impl std::fmt::Debug for $type {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($type))
+                    $(.field(stringify!($field), &self.$field))*
+                    $(.field(stringify!($secret), &format_args!("<redacted>")))+
+                    .finish()
+            }
+        }
+    };
+}
+// Only server-side types hold secrets worth redacting.
+#[cfg(feature = "ssr")]
+pub(crate) use debug_redacting;
+
+/// The role every registered user has.
+pub const ROLE_USER: &str = "user";
+/// The role that may see `/admin` and `/api/admin/*`.
+pub const ROLE_ADMIN: &str = "admin";
+
+/// `POST /auth/register` and `POST /auth/login`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+debug_redacting!(Credentials { username; secret: password });
+
+/// `POST /auth/password`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    pub current_password: String,
+    pub new_password: String,
+}
+debug_redacting!(PasswordChange { ; secret: current_password, new_password });
+
+/// The body of every response that hands out an access token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+}
+debug_redacting!(TokenResponse { token_type, expires_in; secret: access_token });
+
+/// `GET /api/me`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Me {
+    pub id: String,
+    pub username: String,
+    pub role: String,
+    pub session_id: String,
+}
+
+/// Who is logged in, as the server found out from the refresh cookie while
+/// rendering a page, with an access token minted for that session. Travels to
+/// the browser in the hydration data, so the page starts with a full token store.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageAuth {
+    pub access_token: String,
+    pub expires_in: u64,
+    pub username: String,
+}
+debug_redacting!(PageAuth { expires_in, username; secret: access_token });
+
+/// One entry of `GET /auth/sessions`. Times are Unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionView {
+    pub id: String,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    pub expires_at: i64,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    pub current: bool,
+}
+
+/// One entry of `GET /api/admin/users`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserView {
+    pub id: String,
+    pub username: String,
+    pub role: String,
+    pub created_at: i64,
+}
+
+/// One entry of `GET /api/admin/events`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEventView {
+    pub id: String,
+    pub at: i64,
+    pub kind: String,
+    pub user_id: Option<String>,
+    pub username: Option<String>,
+    pub session_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// Every error response: a stable machine-readable code and a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    pub message: String,
+    /// Why a password was refused, when it was.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+}
+
+/// The claims of an access token (`typ: at+jwt`). Times are Unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub aud: String,
+    /// The user's id.
+    pub sub: String,
+    pub exp: i64,
+    pub iat: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    pub jti: String,
+    /// The session the token belongs to.
+    pub sid: String,
+    pub role: String,
+    /// The user's name (OpenID Connect's claim name), so answering who the
+    /// caller is needs no database read. Empty in tokens issued before it existed.
+    #[serde(default)]
+    pub preferred_username: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_passwords_and_tokens() {
+        let credentials = Credentials {
+            username: "ada".into(),
+            password: "hunter2-secret".into(),
+        };
+        let change = PasswordChange {
+            current_password: "old-secret".into(),
+            new_password: "new-secret".into(),
+        };
+        let token = TokenResponse {
+            access_token: "eyJ.secret.sig".into(),
+            token_type: "Bearer".into(),
+            expires_in: 900,
+        };
+        let page = PageAuth {
+            access_token: "eyJ.secret.sig".into(),
+            expires_in: 900,
+            username: "ada".into(),
+        };
+        let shown = format!("{credentials:?} {change:?} {token:?} {page:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("username: \"ada\"") && shown.contains("password: <redacted>"), "{shown}");
+        assert!(shown.contains("expires_in: 900"), "{shown}");
+    }
+}
