@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod accounts;
 mod adversarial;
 mod auth_api;
 mod cli;
@@ -10,4 +11,6 @@ mod live;
 mod migrations;
 mod pages;
 mod process;
+mod refresh;
+mod sessions;
 mod support;
