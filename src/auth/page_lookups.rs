@@ -79,17 +79,8 @@ mod tests {
 
     fn session(idle_expires_at: i64) -> SessionRecord {
         SessionRecord {
-            id: "s".into(),
-            user_id: "u".into(),
-            username: "alice".into(),
-            role: "user".into(),
-            created_at: 0,
-            last_used_at: 0,
             idle_expires_at,
-            expires_at: 1_000,
-            revoked_at: None,
-            user_agent: None,
-            ip: None,
+            ..SessionRecord::sample()
         }
     }
 

@@ -74,17 +74,10 @@ mod tests {
 
     fn session(revoked_at: Option<i64>, idle_expires_at: i64, expires_at: i64) -> SessionRecord {
         SessionRecord {
-            id: "s".into(),
-            user_id: "u".into(),
-            username: "alice".into(),
-            role: "user".into(),
-            created_at: 0,
-            last_used_at: 0,
+            revoked_at,
             idle_expires_at,
             expires_at,
-            revoked_at,
-            user_agent: None,
-            ip: None,
+            ..SessionRecord::sample()
         }
     }
 

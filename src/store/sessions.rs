@@ -37,6 +37,25 @@ impl SessionRecord {
         self.revoked_at.is_none() && now < self.ends_at()
     }
 
+    /// A live session of user `u` ("alice"), created at 0, for unit tests
+    /// to vary.
+    #[cfg(test)]
+    pub fn sample() -> Self {
+        Self {
+            id: "s".into(),
+            user_id: "u".into(),
+            username: "alice".into(),
+            role: "user".into(),
+            created_at: 0,
+            last_used_at: 0,
+            idle_expires_at: 1_000,
+            expires_at: 1_000,
+            revoked_at: None,
+            user_agent: None,
+            ip: None,
+        }
+    }
+
     pub(super) fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
         Ok(Self {
             id: row.try_get("id")?,
