@@ -110,7 +110,7 @@ impl Store {
             (Backend::Postgres, None) => claim.in_one_statement(&mut *self.acquire().await?).await?,
             (Backend::Sqlite, _) => claim.in_one_batch(self).await?,
         };
-        Ok(won.then(|| SessionRecord {
+        Ok(won.then_some(SessionRecord {
             last_used_at: now,
             idle_expires_at,
             ..presented.session
