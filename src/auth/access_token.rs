@@ -14,12 +14,14 @@ use super::cache::{forget_expired_in, insert_bounded};
 use super::keys::{KeyError, KeyRing, SigningKey};
 use super::AuthError;
 use crate::protocol::{debug_redacting, AccessClaims};
+use crate::store::SessionRecord;
 
 pub const TOKEN_TYPE: &str = "at+jwt";
 /// Anything longer is refused unparsed.
 pub const MAX_TOKEN_LEN: usize = 4096;
-/// How far in the future `iat` or `nbf` may be (clocks of instances differ a little).
-const CLOCK_SKEW: i64 = 30;
+/// How far in the future `iat` or `nbf` may be, and how much longer than
+/// `access_ttl` a token may live (clocks of instances differ a little).
+pub const CLOCK_SKEW: i64 = 30;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -29,6 +31,29 @@ pub enum TokenError {
     Invalid,
     #[error("the access token was signed with an unknown key")]
     UnknownKey,
+}
+
+/// Whom a token is for: a session and its user.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenSubject<'a> {
+    pub user_id: &'a str,
+    pub username: &'a str,
+    pub role: &'a str,
+    pub session_id: &'a str,
+    /// When the session ends (idle or absolute): no token of it outlives that.
+    pub session_ends_at: i64,
+}
+
+impl<'a> From<&'a SessionRecord> for TokenSubject<'a> {
+    fn from(session: &'a SessionRecord) -> Self {
+        Self {
+            user_id: &session.user_id,
+            username: &session.username,
+            role: &session.role,
+            session_id: &session.id,
+            session_ends_at: session.ends_at(),
+        }
+    }
 }
 
 /// A freshly signed token and its lifetime.
@@ -92,16 +117,9 @@ impl AccessTokens {
         self.ttl
     }
 
-    pub fn issue(
-        &self,
-        user_id: &str,
-        username: &str,
-        role: &str,
-        session_id: &str,
-        now: i64,
-    ) -> Result<IssuedAccessToken, AuthError> {
+    pub fn issue(&self, subject: TokenSubject<'_>, now: i64) -> Result<IssuedAccessToken, AuthError> {
         let key = self.active_key()?;
-        self.sign(&key, user_id, username, role, session_id, now)
+        self.sign(&key, subject, now)
     }
 
     /// A token for a page load of a session: the one the session's previous
@@ -110,42 +128,39 @@ impl AccessTokens {
     /// is most of what a guarded page costs beyond rendering, and a user
     /// clicking through pages or opening tabs needs no new token each time.
     /// The caller has checked that the session is live.
-    pub fn issue_for_page(
-        &self,
-        user_id: &str,
-        username: &str,
-        role: &str,
-        session_id: &str,
-        now: i64,
-    ) -> Result<IssuedAccessToken, AuthError> {
+    pub fn issue_for_page(&self, subject: TokenSubject<'_>, now: i64) -> Result<IssuedAccessToken, AuthError> {
         let key = self.active_key()?;
+        // Near the session's end every token is cut short; half of what is
+        // left of the session is then as good as half a lifetime.
+        let lifetime = self.ttl.min(subject.session_ends_at - now);
         let reusable = |page: &PageToken| {
             let claims = &page.issued.claims;
             page.kid == key.kid
-                && claims.sub == user_id
-                && claims.preferred_username == username
-                && claims.role == role
+                && claims.sub == subject.user_id
+                && claims.preferred_username == subject.username
+                && claims.role == subject.role
                 && claims.iat <= now
-                && 2 * (claims.exp - now) >= self.ttl
+                && claims.exp <= subject.session_ends_at
+                && 2 * (claims.exp - now) >= lifetime
         };
         let previous = self
             .page_tokens
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(session_id)
+            .get(subject.session_id)
             .filter(|p| reusable(p))
             .map(|p| p.issued.clone());
         if let Some(mut issued) = previous {
             issued.expires_in = u64::try_from(issued.claims.exp - now).unwrap_or(0);
             return Ok(issued);
         }
-        let issued = self.sign(&key, user_id, username, role, session_id, now)?;
+        let issued = self.sign(&key, subject, now)?;
         let page = PageToken {
             kid: key.kid.clone(),
             issued: issued.clone(),
         };
         let mut pages = self.page_tokens.write().unwrap_or_else(|e| e.into_inner());
-        insert_bounded(&mut pages, session_id.to_string(), page, |p| p.issued.claims.exp <= now);
+        insert_bounded(&mut pages, subject.session_id.to_string(), page, |p| p.issued.claims.exp <= now);
         Ok(issued)
     }
 
@@ -155,26 +170,21 @@ impl AccessTokens {
             .ok_or(AuthError::Keys(KeyError::NoActiveKey))
     }
 
-    fn sign(
-        &self,
-        key: &SigningKey,
-        user_id: &str,
-        username: &str,
-        role: &str,
-        session_id: &str,
-        now: i64,
-    ) -> Result<IssuedAccessToken, AuthError> {
+    /// Signs a token for `subject` that lives `access_ttl`, or less where
+    /// its session ends sooner: a token never outlives its session.
+    fn sign(&self, key: &SigningKey, subject: TokenSubject<'_>, now: i64) -> Result<IssuedAccessToken, AuthError> {
+        let exp = (now + self.ttl).min(subject.session_ends_at);
         let claims = AccessClaims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
-            sub: user_id.to_string(),
-            exp: now + self.ttl,
+            sub: subject.user_id.to_string(),
+            exp,
             iat: now,
             nbf: None,
             jti: uuid::Uuid::new_v4().to_string(),
-            sid: session_id.to_string(),
-            role: role.to_string(),
-            preferred_username: username.to_string(),
+            sid: subject.session_id.to_string(),
+            role: subject.role.to_string(),
+            preferred_username: subject.username.to_string(),
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.typ = Some(TOKEN_TYPE.to_string());
@@ -184,7 +194,7 @@ impl AccessTokens {
         Ok(IssuedAccessToken {
             token,
             claims,
-            expires_in: u64::try_from(self.ttl).unwrap_or(0),
+            expires_in: u64::try_from(exp - now).unwrap_or(0),
         })
     }
 
@@ -243,6 +253,12 @@ impl AccessTokens {
             .map_err(|_| TokenError::Invalid)?;
         let claims = data.claims;
         if claims.iat > now + CLOCK_SKEW || claims.nbf.is_some_and(|nbf| nbf > now + CLOCK_SKEW) {
+            return Err(TokenError::Invalid);
+        }
+        // Revocations are remembered for `access_ttl` and a margin: a token
+        // meant to live longer (signed under a longer setting, or forged
+        // with a stolen key) could outlive its revocation.
+        if claims.exp - claims.iat > self.ttl + CLOCK_SKEW {
             return Err(TokenError::Invalid);
         }
         if claims.exp <= now {

@@ -148,9 +148,7 @@ impl Auth {
             )
             .await?
             .ok_or(AuthError::InvalidCredentials)?;
-        let access = self
-            .tokens
-            .issue(&user.id, &user.username, &user.role, &session.id, now)?;
+        let access = self.tokens.issue((&session).into(), now)?;
         self.session_created(&session).await;
         Ok(NewTokens {
             access,

@@ -60,9 +60,7 @@ impl Auth {
             tracing::debug!(outcome = "session_revoked", "page session");
             return Ok(None);
         }
-        let access =
-            self.tokens
-                .issue_for_page(&session.user_id, &session.username, &session.role, &session.id, now)?;
+        let access = self.tokens.issue_for_page((&session).into(), now)?;
         Ok(Some(PageSession {
             claims: access.claims,
             hydration: PageAuth {

@@ -106,9 +106,7 @@ impl Auth {
 
     /// A new access token for `session`, handed out with `refresh`.
     fn tokens_for(&self, session: SessionRecord, refresh: RefreshToken, now: i64) -> Result<NewTokens, AuthError> {
-        let access = self
-            .tokens
-            .issue(&session.user_id, &session.username, &session.role, &session.id, now)?;
+        let access = self.tokens.issue((&session).into(), now)?;
         Ok(NewTokens {
             access,
             refresh,

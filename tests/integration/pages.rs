@@ -12,6 +12,7 @@ both_backends!(
     protected_pages_redirect_visitors_without_a_session,
     protected_pages_render_for_the_session_with_a_minted_token,
     page_loads_of_a_session_share_a_token_while_half_its_lifetime_is_left,
+    a_page_token_never_outlives_its_session,
     a_page_load_right_after_another_sees_revocations_and_rotations,
     guest_pages_send_a_session_on_to_a_safe_next,
     admin_page_is_forbidden_to_users,
@@ -117,6 +118,27 @@ fn page_token(body: &str) -> (&str, i64) {
         .and_then(|digits| digits.parse().ok())
         .expect("expires_in in the hydration data");
     (token, expires_in)
+}
+
+/// A page load does not extend the session, so its token ends where the
+/// session would end if nothing else happened (here: its idle time).
+async fn a_page_token_never_outlives_its_session(backend: Backend) {
+    let server = TestServer::start_with(backend, |s| {
+        s.access_ttl = 600;
+        s.refresh_idle_ttl = 900;
+    })
+    .await;
+    let alice = server.register("alice").await;
+    let idle_until = claims(&alice.access)["iat"].as_i64().unwrap() + 900;
+    server.clock.advance(500);
+    let response = get_page(&server, "/", Some(&alice.cookie)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.text().await.unwrap();
+    let (token, expires_in) = page_token(&body);
+    assert_eq!(expires_in, 400, "cut at the session's idle end, not a full 600");
+    assert_eq!(claims(token)["exp"].as_i64().unwrap(), idle_until);
+    assert_eq!(server.get_bearer("/api/me", token).await.status(), StatusCode::OK);
+    server.finish().await;
 }
 
 async fn page_loads_of_a_session_share_a_token_while_half_its_lifetime_is_left(backend: Backend) {

@@ -17,6 +17,7 @@ both_backends!(
     garbage_or_missing_cookie_is_refused_and_cleared,
     access_tokens_expire,
     sessions_end_when_idle_and_at_their_absolute_age,
+    access_tokens_never_outlive_their_session,
     concurrent_refreshes_with_one_cookie_leave_one_session,
     a_session_revoked_while_its_token_is_presented_is_not_extended,
     refreshes_are_rate_limited_per_session,
@@ -247,5 +248,31 @@ async fn refreshes_are_rate_limited_per_session(backend: Backend) {
     assert!(refresh_set_cookie(limited.headers()).is_none(), "a rate limit does not end the session");
     let other = server.login_ok("alice").await;
     assert_eq!(server.refresh(&other.cookie).await.status(), StatusCode::OK, "other sessions unaffected");
+    server.finish().await;
+}
+
+/// However a token is handed out, its `exp` is at most its session's end, so
+/// no access token outlives the session it speaks for.
+async fn access_tokens_never_outlive_their_session(backend: Backend) {
+    let server = TestServer::start_with(backend, |s| {
+        s.access_ttl = 600;
+        s.refresh_idle_ttl = 3600;
+        s.session_max_age = 1000;
+    })
+    .await;
+    let session = server.register("alice").await;
+    let created = claims(&session.access)["iat"].as_i64().unwrap();
+    assert_eq!(session.body["expires_in"], 600, "a full lifetime while the session has longer");
+    server.clock.advance(700);
+    let response = server.refresh(&session.cookie).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let refreshed = Session::from_response(response).await;
+    assert_eq!(refreshed.body["expires_in"], 300, "cut at the session's absolute end");
+    assert_eq!(claims(&refreshed.access)["exp"].as_i64().unwrap(), created + 1000);
+    assert_eq!(server.get_bearer("/api/me", &refreshed.access).await.status(), StatusCode::OK);
+    server.clock.advance(300);
+    let expired = server.get_bearer("/api/me", &refreshed.access).await;
+    assert_eq!(expired.status(), StatusCode::UNAUTHORIZED, "gone with its session");
+    assert_eq!(error_code(expired).await, "token_expired");
     server.finish().await;
 }

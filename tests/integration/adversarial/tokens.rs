@@ -23,6 +23,7 @@ both_backends!(
 async fn forged_and_misaddressed_tokens_are_refused(backend: Backend) {
     use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
     use base64::Engine as _;
+    use gatehouse::auth::access_token::CLOCK_SKEW;
     use gatehouse::auth::clock::Clock as _;
     use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
@@ -52,8 +53,12 @@ async fn forged_and_misaddressed_tokens_are_refused(backend: Backend) {
     // The harness signs correctly: the same claims under the right header pass.
     let control = server.get_bearer("/api/me", &sign(&good, &real)).await;
     assert_eq!(control.status(), StatusCode::OK);
+    let longest = with(&|c| c["exp"] = json!(c["iat"].as_i64().unwrap() + server.settings.access_ttl + 30));
+    let at_the_limit = server.get_bearer("/api/me", &sign(&good, &longest)).await;
+    assert_eq!(at_the_limit.status(), StatusCode::OK, "access_ttl and the documented 30 s skew");
 
     let now = server.clock.now();
+    let ttl = server.settings.access_ttl;
     let foreign = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
     let foreign_key = {
         use ed25519_dalek::pkcs8::EncodePrivateKey;
@@ -101,6 +106,10 @@ async fn forged_and_misaddressed_tokens_are_refused(backend: Backend) {
         ("wrong audience", sign(&good, &with(&|c| c["aud"] = json!("another-app")))),
         ("issued in the future", sign(&good, &with(&|c| c["iat"] = json!(now + 3600)))),
         ("not yet valid", sign(&good, &with(&|c| c["nbf"] = json!(now + 3600)))),
+        (
+            "meant to live longer than access_ttl and the skew",
+            sign(&good, &with(&|c| c["exp"] = json!(c["iat"].as_i64().unwrap() + ttl + CLOCK_SKEW + 1))),
+        ),
         ("no session", sign(&good, &with(&|c| drop(c.as_object_mut().unwrap().remove("sid"))))),
         ("payload edited after signing", format!("{header_part}.{admin_payload}.{signature}")),
         ("bad base64", format!("{header_part}.!!!.{signature}")),
