@@ -1,6 +1,13 @@
 //! Accepting connections. Like `axum::serve`, plus a deadline for a request's
 //! headers: a client that opens connections and never finishes a request
-//! (slowloris) is dropped instead of holding a connection forever.
+//! (slowloris), or never sends a byte, is dropped instead of holding a
+//! connection forever.
+//!
+//! HTTP/1.1 only, served by hyper's own HTTP/1 connection: the protocol
+//! sniffing of `hyper_util`'s auto builder (HTTP/1 or HTTP/2) reads the first
+//! bytes with no deadline at all, so a silent client or a partial HTTP/2
+//! preface held its connection for ever. Here the header deadline runs from
+//! the moment the connection is served.
 
 use std::future::Future;
 use std::time::Duration;
@@ -9,8 +16,8 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt as _;
@@ -54,12 +61,11 @@ pub async fn serve(
         let mut stop = stop_rx.clone();
         let alive = alive_rx.clone();
         tokio::spawn(async move {
-            let mut builder = Builder::new(TokioExecutor::new());
-            builder
-                .http1()
+            let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout);
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
             let mut connection = std::pin::pin!(connection);
             tokio::select! {
                 _ = connection.as_mut() => {}

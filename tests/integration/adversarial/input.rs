@@ -1,5 +1,6 @@
 //! Bad input: odd bytes and Unicode in every field, bodies over the limit, a
-//! 10 MB password, too many or too large headers, and clients that never finish.
+//! 10 MB password, too many or too large headers, and clients that never
+//! finish or never start.
 
 use std::time::{Duration, Instant};
 
@@ -309,5 +310,52 @@ async fn slow_clients_are_dropped() {
     let n = read.expect("answered within the body deadline").unwrap();
     let head = String::from_utf8_lossy(&answer[..n]).to_string();
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    server.finish().await;
+}
+
+/// Clients that connect and send nothing, or only the start of an HTTP/2
+/// preface, are dropped at the header deadline like any slow client, and two
+/// thousand of them keep nobody else waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_are_dropped_at_the_header_deadline() {
+    const SILENT: usize = 2_000;
+    // Both ends of every connection are in this process.
+    rlimit::increase_nofile_limit(2 * SILENT as u64 + 1_024).unwrap();
+    let server = TestServer::start(Backend::Sqlite).await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+
+    let started = Instant::now();
+    let mut silent = Vec::with_capacity(SILENT);
+    for n in 0..SILENT {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        if n % 2 == 1 {
+            stream.write_all(b"PRI * HTTP/2").await.unwrap();
+        }
+        silent.push(stream);
+    }
+
+    let asked = Instant::now();
+    let health = server.request(Method::GET, "/healthz", |r| r).await;
+    assert_eq!(health.status(), StatusCode::OK);
+    let waited = asked.elapsed();
+    assert!(waited < Duration::from_secs(1), "a request behind {SILENT} silent connections waited {waited:?}");
+
+    let give_up = HEADER_READ_TIMEOUT + Duration::from_secs(5);
+    let closed = futures_util::future::join_all(silent.iter_mut().map(|stream| async move {
+        let mut buffer = [0u8; 256];
+        loop {
+            match tokio::time::timeout(give_up, stream.read(&mut buffer)).await {
+                Err(_) => return false,
+                // Whatever the server says first, it must end with the connection.
+                Ok(Ok(0) | Err(_)) => return true,
+                Ok(Ok(_)) => {}
+            }
+        }
+    }))
+    .await;
+    let still_open = closed.iter().filter(|closed| !**closed).count();
+    assert_eq!(still_open, 0, "connections the server never dropped, of {SILENT}");
+    let took = started.elapsed();
+    assert!(took >= HEADER_READ_TIMEOUT, "dropped before the deadline: {took:?}");
     server.finish().await;
 }
