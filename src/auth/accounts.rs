@@ -12,12 +12,12 @@ use crate::store::{StoreError, UserRecord};
 impl Auth {
     pub async fn register(&self, credentials: Credentials, client: &ClientInfo) -> Result<NewTokens, AuthError> {
         let Credentials { username, password } = credentials;
-        if let Some(ip) = &client.ip {
-            self.limits
-                .registrations_per_ip
-                .check(&address_key(ip))
-                .map_err(|retry_after| AuthError::RateLimited { retry_after })?;
-        }
+        // Without a known address (the router served without connection
+        // info) every such request shares one key, as at login.
+        self.limits
+            .registrations_per_ip
+            .check(&address_key(client.ip.as_deref().unwrap_or_default()))
+            .map_err(|retry_after| AuthError::RateLimited { retry_after })?;
         let user = self.create_user(&username, Password::new(password), ROLE_USER).await?;
         self.start_session(&user, client, AuditKind::Register).await
     }

@@ -5,7 +5,7 @@
 use super::audit::{AuditKind, Event};
 use super::refresh_token::RefreshToken;
 use super::rotation::{self, RotationRules, Verdict};
-use super::{Auth, AuthError, ClientInfo, NewTokens};
+use super::{Auth, AuthError, ClientInfo, NewTokens, WithSources};
 use crate::store::{SessionRecord, Successor};
 
 impl Auth {
@@ -66,7 +66,13 @@ impl Auth {
                 self.tokens_for(session, successor, now)
             }
             Verdict::Reuse => {
-                self.reuse_detected(&session, client, now).await?;
+                // The presented token is dead whatever happens next: it is
+                // refused, and its cookie cleared, even if the revocation
+                // could not be written (it is tried again each time the
+                // token comes back).
+                if let Err(err) = self.reuse_detected(&session, client, now).await {
+                    tracing::error!(error = %WithSources(&err), session = %session.id, "refresh token reuse: the session could not be revoked");
+                }
                 Err(AuthError::RefreshRejected)
             }
             // Rotate here: still current after a lost claim, which found it

@@ -15,6 +15,7 @@ both_backends!(
     failed_logins_are_rate_limited_per_username,
     failed_logins_sent_at_once_are_rate_limited_too,
     registrations_are_rate_limited_per_address,
+    registrations_without_a_client_address_share_one_limit,
     password_change_keeps_this_session_only,
     a_login_checked_against_a_changed_password_makes_no_session,
     me_and_token_failures,
@@ -190,6 +191,32 @@ async fn registrations_are_rate_limited_per_address(backend: Backend) {
     let third = server.post_json("/auth/register", json!({"username": "carol", "password": PASSWORD})).await;
     assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(third.headers().contains_key(RETRY_AFTER));
+    server.finish().await;
+}
+
+/// The router served without connection info (embedded in another server)
+/// knows no client address: registrations are then limited under one shared
+/// key, as logins are, not left unlimited.
+async fn registrations_without_a_client_address_share_one_limit(backend: Backend) {
+    use gatehouse::auth::{AuthError, ClientInfo};
+    use gatehouse::protocol::Credentials;
+
+    let server = TestServer::start_with(backend, |s| {
+        s.registrations_per_ip = gatehouse::config::RateLimit { count: 2, per_seconds: 3600 };
+    })
+    .await;
+    let nowhere = ClientInfo::default();
+    let register = |username: &str| {
+        let credentials = Credentials {
+            username: username.to_string(),
+            password: PASSWORD.to_string(),
+        };
+        server.auth.register(credentials, &nowhere)
+    };
+    register("alice").await.unwrap();
+    register("bob").await.unwrap();
+    let third = register("carol").await;
+    assert!(matches!(third, Err(AuthError::RateLimited { .. })), "{third:?}");
     server.finish().await;
 }
 

@@ -13,6 +13,7 @@ both_backends!(
     replay_inside_grace_returns_the_same_successor,
     replay_after_grace_revokes_the_session,
     older_token_revokes_the_session_even_inside_grace,
+    a_detected_reuse_clears_the_cookie_even_when_it_cannot_be_recorded,
     an_old_token_revokes_a_session_that_outlived_its_successor,
     garbage_or_missing_cookie_is_refused_and_cleared,
     access_tokens_expire,
@@ -71,6 +72,45 @@ async fn replay_after_grace_revokes_the_session(backend: Backend) {
     assert_eq!(server.refresh(&successor.cookie).await.status(), StatusCode::UNAUTHORIZED);
     let me = server.get_bearer("/api/me", &successor.access).await;
     assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
+    server.finish().await;
+}
+
+/// A token presented after its rotation is dead, whatever else fails: the
+/// answer refuses it and clears its cookie even when the session's revocation
+/// (one transaction with its audit event) cannot be written, and the next
+/// presentation revokes the session.
+async fn a_detected_reuse_clears_the_cookie_even_when_it_cannot_be_recorded(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let first = server.register("alice").await;
+    let successor = Session::from_response(server.refresh(&first.cookie).await).await;
+    server.clock.advance(server.settings.refresh_grace + 1);
+
+    let pool = sqlx::AnyPool::connect(&server.settings.database_url).await.unwrap();
+    let (refuse, allow) = match backend {
+        Backend::Sqlite => (
+            "CREATE TRIGGER refuse_reuse BEFORE INSERT ON audit_events WHEN NEW.kind = 'refresh_reuse'
+             BEGIN SELECT RAISE(ABORT, 'audit refused'); END",
+            "DROP TRIGGER refuse_reuse",
+        ),
+        Backend::Postgres => (
+            "ALTER TABLE audit_events ADD CONSTRAINT refuse_reuse CHECK (kind <> 'refresh_reuse')",
+            "ALTER TABLE audit_events DROP CONSTRAINT refuse_reuse",
+        ),
+    };
+    sqlx::query(refuse).execute(&pool).await.unwrap();
+    let theft = server.refresh(&first.cookie).await;
+    assert_eq!(theft.status(), StatusCode::UNAUTHORIZED, "refused, not a server error");
+    let cleared = refresh_set_cookie(theft.headers()).expect("cookie cleared");
+    assert!(cookie_attributes(&cleared).contains(&"Max-Age=0".to_string()));
+    assert_eq!(error_code(theft).await, "invalid_refresh_token");
+    // Nothing was written: the session lives on until the token comes back.
+    assert_eq!(server.get_bearer("/api/me", &successor.access).await.status(), StatusCode::OK);
+
+    sqlx::query(allow).execute(&pool).await.unwrap();
+    pool.close().await;
+    assert_eq!(server.refresh(&first.cookie).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(server.refresh(&successor.cookie).await.status(), StatusCode::UNAUTHORIZED, "revoked now");
+    assert_eq!(server.get_bearer("/api/me", &successor.access).await.status(), StatusCode::UNAUTHORIZED);
     server.finish().await;
 }
 
