@@ -91,7 +91,7 @@ async fn run(command: Command) -> Result<(), String> {
     let settings = Settings::load().map_err(|e| e.to_string())?;
     let store = Store::open(&settings.database_url)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| WithSources(&e).to_string())?;
     match command {
         Command::Migrate => {
             println!("migrations applied");

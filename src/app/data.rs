@@ -106,7 +106,7 @@ mod server {
                 AuthError::Forbidden => Self::Forbidden,
                 AuthError::InvalidToken | AuthError::TokenExpired | AuthError::SessionRevoked => Self::SignedOut,
                 other => {
-                    tracing::error!(error = %other, "loading page data failed");
+                    tracing::error!(error = %crate::auth::WithSources(&other), "loading page data failed");
                     Self::Unavailable
                 }
             }

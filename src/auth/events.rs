@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use super::Auth;
+use super::{Auth, WithSources};
 
 /// The PostgreSQL channel instances tell each other on.
 pub const CHANNEL: &str = "gatehouse_session_events";
@@ -143,7 +143,7 @@ impl Auth {
     pub(super) async fn publish(&self, event: SessionEvent) {
         for payload in self.events.notices(&event) {
             if let Err(err) = self.store.notify(CHANNEL, &payload).await {
-                tracing::warn!(error = %err, "could not tell other instances about a session event");
+                tracing::warn!(error = %WithSources(&err), "could not tell other instances about a session event");
             }
         }
         self.events.deliver_locally(LiveUpdate::Event(Arc::new(event)));
@@ -171,7 +171,7 @@ impl Auth {
     /// every socket checks its session again.
     async fn catch_up(&self) {
         if let Err(err) = self.load_revocations(self.now()).await {
-            tracing::warn!(error = %err, "could not catch up on revocations");
+            tracing::warn!(error = %WithSources(&err), "could not catch up on revocations");
         }
         self.events.deliver_locally(LiveUpdate::Resync);
     }
@@ -206,14 +206,14 @@ async fn relay(auth: Weak<Auth>) {
                         Ok(Some(payload)) => auth.receive_notice(&payload),
                         Ok(None) => auth.catch_up().await,
                         Err(err) => {
-                            tracing::warn!(error = %err, "lost the connection for session notices");
+                            tracing::warn!(error = %WithSources(&err), "lost the connection for session notices");
                             break;
                         }
                     }
                 }
             }
             Ok(None) => return,
-            Err(err) => tracing::warn!(error = %err, "cannot listen for session notices"),
+            Err(err) => tracing::warn!(error = %WithSources(&err), "cannot listen for session notices"),
         }
         if store.is_closed() {
             return;

@@ -81,11 +81,11 @@ impl Auth {
             now,
             grace: self.settings.refresh_grace,
         };
-        if !rotation::may_act_without_rotating(&presented.token, &presented.session, rules) {
+        let (session, token) = presented.into_parts();
+        if !rotation::may_act_without_rotating(&token, &session, rules) {
             return Ok(None);
         }
-        self.page_lookups
-            .remember(hash, &presented.session, presented.token.rotated_at, now);
-        Ok(Some(presented.session))
+        self.page_lookups.remember(hash, &session, token.rotated_at, now);
+        Ok(Some(session))
     }
 }

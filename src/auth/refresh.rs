@@ -57,19 +57,19 @@ impl Auth {
                 .ok_or(AuthError::RefreshRejected)?;
             verdict = rotation::decide(&found.token, &found.session, rules);
         }
-        let session = found.session;
+        let (session, state) = found.into_parts();
         match verdict {
-            Verdict::Replay => {
-                let sealed = found.token.successor_sealed.as_deref().unwrap_or_default();
+            // A revocation that committed after the read is known here.
+            Verdict::Replay if !self.revoked.contains(&session.id) => {
+                let sealed = state.successor_sealed.as_deref().unwrap_or_default();
                 let successor = token.unseal(sealed).ok_or(AuthError::RefreshRejected)?;
                 tracing::info!(outcome = "replayed", session = %session.id, "refresh within the grace window");
                 self.tokens_for(session, successor, now)
             }
             Verdict::Reuse => {
-                // The presented token is dead whatever happens next: it is
-                // refused, and its cookie cleared, even if the revocation
-                // could not be written (it is tried again each time the
-                // token comes back).
+                // The presented token is dead whatever happens next: refused,
+                // and its cookie cleared, even if its revocation could not be
+                // written (it is tried again each time the token comes back).
                 if let Err(err) = self.reuse_detected(&session, client, now).await {
                     tracing::error!(error = %WithSources(&err), session = %session.id, "refresh token reuse: the session could not be revoked");
                 }
@@ -77,16 +77,19 @@ impl Auth {
             }
             // Rotate here: still current after a lost claim, which found it
             // idle or its session ended. Only where instances' clocks disagree.
-            Verdict::Ended | Verdict::Rotate => {
+            Verdict::Replay | Verdict::Ended | Verdict::Rotate => {
                 tracing::debug!(outcome = "ended", session = %session.id, "refresh refused");
                 Err(AuthError::RefreshRejected)
             }
         }
     }
 
-    /// A rotated token came back: revokes its session, with the audit event
-    /// in the same transaction, then everywhere in memory and on sockets.
+    /// A rotated token came back: revokes its session with the audit event,
+    /// in one transaction, then everywhere in memory and on sockets. Should
+    /// the audit row not be writable, the session is revoked without it: a
+    /// revocation never waits on its record.
     async fn reuse_detected(&self, session: &SessionRecord, client: &ClientInfo, now: i64) -> Result<(), AuthError> {
+        const REASON: &str = "refresh_reuse";
         let event = Event {
             kind: AuditKind::RefreshReuse,
             at: now,
@@ -96,12 +99,19 @@ impl Auth {
             detail: Some("an already-rotated refresh token was presented".to_string()),
         }
         .record();
-        let revoked = self
+        let revoked = match self
             .store
-            .revoke_session_recorded(&session.id, "refresh_reuse", now, &event)
-            .await?;
+            .revoke_session_recorded(&session.id, REASON, now, &event)
+            .await
+        {
+            Ok(revoked) => revoked,
+            Err(err) => {
+                tracing::error!(error = %WithSources(&err), session = %session.id, "refresh token reuse: the audit event could not be written; revoking without it");
+                self.store.revoke_session(&session.id, REASON, now).await?
+            }
+        };
         if revoked {
-            self.sessions_revoked(&session.user_id, vec![session.id.clone()], "refresh_reuse", now)
+            self.sessions_revoked(&session.user_id, vec![session.id.clone()], REASON, now)
                 .await;
             tracing::warn!(outcome = "reuse", session = %session.id, user = %session.user_id, "refresh token reuse: session revoked");
         } else {

@@ -48,7 +48,7 @@ impl Auth {
         let Some(presented) = self.store.presented_token(&token.hash()).await? else {
             return Ok(());
         };
-        let session = presented.session;
+        let (session, _) = presented.into_parts();
         let now = self.now();
         if self.store.revoke_session(&session.id, "logout", now).await? {
             self.sessions_revoked(&session.user_id, vec![session.id.clone()], "logout", now)
@@ -71,12 +71,21 @@ impl Auth {
         let revoked = self.store.revoke_user_sessions(&claims.sub, "logout_all", now).await?;
         let detail = format!("{} sessions revoked", revoked.len());
         self.sessions_revoked(&claims.sub, revoked, "logout_all", now).await;
+        // The token's name, as `me` takes it; read only for a token without one.
+        let user = if claims.preferred_username.is_empty() {
+            self.store.user_by_id(&claims.sub).await.ok().flatten()
+        } else {
+            None
+        };
+        let username = user
+            .as_ref()
+            .map_or(claims.preferred_username.as_str(), |u| u.username.as_str());
         self.audit_after_revocation(Event {
             kind: AuditKind::LogoutAll,
             at: now,
             account: Some(Account {
                 id: &claims.sub,
-                username: &claims.preferred_username,
+                username,
             }),
             session_id: Some(&claims.sid),
             client,

@@ -21,7 +21,7 @@ use super::extract::{Client, RefreshCookie};
 use super::redirect::redirect;
 use super::AppState;
 use crate::app::routes::{login_url, safe_next, ACCOUNT, LOGIN, REGISTER, SESSIONS};
-use crate::auth::{AuthError, ClientInfo};
+use crate::auth::{AuthError, ClientInfo, WithSources};
 use crate::protocol::{debug_redacting, AccessClaims, Credentials, PasswordChange};
 
 pub fn routes() -> Router<AppState> {
@@ -89,7 +89,7 @@ async fn logout(State(state): State<AppState>, Client(client): Client, RefreshCo
         // The session is still live: keep the cookie, so the person can try
         // again, rather than look logged out while it is not.
         Err(err) => {
-            tracing::warn!(error = %err, "logout form failed");
+            tracing::warn!(error = %WithSources(&err), "logout form failed");
             see_other(&with_error(SESSIONS, err), None)
         }
     }
@@ -167,7 +167,7 @@ async fn cookie_claims(state: &AppState, cookie: Option<&str>) -> Option<AccessC
     match state.auth.form_session(cookie).await {
         Ok(session) => session.map(|s| s.claims),
         Err(err) => {
-            tracing::warn!(error = %err, "form could not look up its session");
+            tracing::warn!(error = %WithSources(&err), "form could not look up its session");
             None
         }
     }

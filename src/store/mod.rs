@@ -34,15 +34,15 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations"
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database unavailable: {0}")]
+    #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
-    #[error("database error: {0}")]
+    #[error("database error")]
     Database(#[source] sqlx::Error),
-    #[error("migration failed: {0}")]
+    #[error("migration failed")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("already exists")]
     Conflict,
-    #[error("cannot create the database directory {path}: {source}")]
+    #[error("cannot create the database directory {path}")]
     Directory {
         path: String,
         source: std::io::Error,

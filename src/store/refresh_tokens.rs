@@ -42,6 +42,14 @@ pub struct PresentedToken {
     conn: Option<PoolConnection<Any>>,
 }
 
+impl PresentedToken {
+    /// The session and the token's state, giving back the connection the read
+    /// kept: whatever follows, other than a claim, takes its own.
+    pub fn into_parts(self) -> (SessionRecord, TokenState) {
+        (self.session, self.token)
+    }
+}
+
 impl std::fmt::Debug for PresentedToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PresentedToken")
