@@ -34,7 +34,9 @@ pub struct TokenState {
 /// where the token stands. On PostgreSQL it keeps the connection it was read
 /// on, so that a claim that follows is one more statement there rather than
 /// another acquire (sqlx pings a pooled connection on every acquire and
-/// release, and each is a round trip).
+/// release, and each is a round trip). Give the connection back with
+/// [`PresentedToken::into_parts`] (or drop the value) before waiting on
+/// anything that needs the pool's connections, `Store::close` included.
 pub struct PresentedToken {
     pub session: SessionRecord,
     pub token: TokenState,

@@ -48,7 +48,7 @@ async fn sessions_written_before_idle_expiry_moved_to_tokens_keep_their_times(ba
     let store = Store::open(&url).await.unwrap();
     let session = store.session("s1").await.unwrap().unwrap();
     assert_eq!((session.last_used_at, session.idle_expires_at, session.expires_at), (5000, 9000, 100000));
-    let current = store.presented_token("current").await.unwrap().map(|p| p.session);
+    let current = store.presented_token("current").await.unwrap().map(|p| p.into_parts().0);
     assert_eq!(current, Some(session.clone()));
     assert_eq!(store.live_sessions("u1", 8999).await.unwrap(), vec![session.clone()]);
     assert_eq!(store.live_sessions("u1", 9000).await.unwrap(), vec![], "idle past the old column's expiry");
@@ -66,8 +66,8 @@ async fn sessions_written_before_idle_expiry_moved_to_tokens_keep_their_times(ba
     };
     assert_eq!((rotated.last_used_at, rotated.idle_expires_at), (8000, 11000));
     assert_eq!(store.session("s1").await.unwrap(), Some(rotated));
-    let old = store.presented_token("old").await.unwrap().unwrap();
-    let reused = decide(&old.token, &old.session, rules);
+    let (session, old) = store.presented_token("old").await.unwrap().unwrap().into_parts();
+    let reused = decide(&old, &session, rules);
     assert_eq!(reused, Verdict::Reuse, "the migrated old token is still recognised");
     store.close().await;
     drop_database(&url, postgres_db.as_deref()).await;

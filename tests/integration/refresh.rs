@@ -251,9 +251,10 @@ async fn a_session_revoked_while_its_token_is_presented_is_not_extended(backend:
     assert!(store.revoke_session(&before.id, "logout", now).await.unwrap());
     let claimed = store.claim(found, &successor, now, now + 3600).await.unwrap();
     assert_eq!(claimed, None, "a rotation of a just-revoked session must not win its claim");
-    let reread = store.presented_token(&presented.hash()).await.unwrap().unwrap();
-    assert_eq!(decide(&reread.token, &reread.session, rules), Verdict::Ended, "it ends");
-    let ended = reread.session;
+    // into_parts: a presented token keeps its pooled connection until then,
+    // and closing the store at the end waits for every connection.
+    let (ended, state) = store.presented_token(&presented.hash()).await.unwrap().unwrap().into_parts();
+    assert_eq!(decide(&state, &ended, rules), Verdict::Ended, "it ends");
     assert_eq!(ended.revoked_at, Some(now));
     assert_eq!((ended.last_used_at, ended.idle_expires_at), (before.last_used_at, before.idle_expires_at), "not extended");
     assert!(store.presented_token(&successor.hash).await.unwrap().is_none(), "no successor stored");
