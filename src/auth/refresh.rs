@@ -23,7 +23,7 @@ impl Auth {
         };
         let now = self.now();
         let hash = token.hash();
-        let Some(found) = self.store.presented_token(&hash).await? else {
+        let Some(mut found) = self.store.presented_token(&hash).await? else {
             tracing::debug!(outcome = "unknown", "refresh refused");
             return Err(AuthError::RefreshRejected);
         };
@@ -36,7 +36,6 @@ impl Auth {
             grace: self.settings.refresh_grace,
         };
         let mut verdict = rotation::decide(&found.token, &found.session, rules);
-        let mut found = found;
         if verdict == Verdict::Rotate {
             let successor = RefreshToken::generate();
             let sealed = Successor {
