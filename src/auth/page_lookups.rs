@@ -2,15 +2,15 @@
 //! cookie (a reload, tabs opened together, a client hammering a page) reads
 //! the database once a second instead of on every load.
 //!
-//! A lookup answers only within the second of the core's clock it was made
-//! in, and never once the grace window of the token it found has closed. A
-//! token that was current when read and is rotated since (here or on another
-//! instance) was therefore rotated less than a second ago, which the database
-//! also still accepts for a page, unless the grace window is shorter than the
-//! rotation's own wait for the database. Revocation is not kept here: the
-//! caller checks it in memory on every load, as for access tokens. Form posts
-//! that act for the session do not use these lookups (`Auth::form_session`).
-//! What a lookup can miss for its second is a change of role.
+//! Only current tokens that were not due for rotation are kept, and a lookup
+//! answers only within the second of the core's clock it was made in. A
+//! token rotated since (here or on another instance) was therefore rotated
+//! less than a second ago, which the database would also still accept as a
+//! race within the grace window (so nothing is kept without one). Revocation
+//! is not kept here: the caller checks it in memory on every load, as for
+//! access tokens. Form posts that act for the session do not use these
+//! lookups (`Auth::form_session`). What a lookup can miss for its second is a
+//! change of role.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -22,8 +22,6 @@ struct Lookup {
     session: SessionRecord,
     /// The second it was made in, the only one it answers in.
     at: i64,
-    /// When its token was rotated, if it was.
-    token_rotated_at: Option<i64>,
 }
 
 pub struct PageLookups {
@@ -42,26 +40,24 @@ impl PageLookups {
         }
     }
 
-    /// The session a lookup made at `now` found for `hash`, if its token still
-    /// counts and the session has not ended by its own times. A session whose
-    /// idle time ran out may have been extended since: that is a miss.
+    /// The session a lookup made at `now` found for `hash`, if the session
+    /// has not ended by its own times. A session whose idle time ran out may
+    /// have been extended since: that is a miss.
     pub fn get(&self, hash: &str, now: i64) -> Option<SessionRecord> {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         let lookup = entries.get(hash)?;
-        let counts = lookup.at == now && lookup.token_rotated_at.is_none_or(|at| now <= at + self.grace);
-        (counts && lookup.session.is_live(now)).then(|| lookup.session.clone())
+        (lookup.at == now && lookup.session.is_live(now)).then(|| lookup.session.clone())
     }
 
-    /// Keeps what the database answered at `now`: the session, and when the
-    /// token it was found by was rotated, if it was.
-    pub fn remember(&self, hash: &str, session: &SessionRecord, token_rotated_at: Option<i64>, now: i64) {
+    /// Keeps what the database answered at `now` for the current token of
+    /// `hash`: its session.
+    pub fn remember(&self, hash: &str, session: &SessionRecord, now: i64) {
         if self.grace <= 0 {
             return;
         }
         let lookup = Lookup {
             session: session.clone(),
             at: now,
-            token_rotated_at,
         };
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         insert_bounded(&mut entries, hash.to_string(), lookup, |l| l.at != now);
@@ -87,7 +83,7 @@ mod tests {
     #[test]
     fn a_lookup_answers_in_its_own_second_only() {
         let lookups = PageLookups::new(10);
-        lookups.remember("h", &session(500), None, 100);
+        lookups.remember("h", &session(500), 100);
         assert!(lookups.get("h", 100).is_some());
         assert!(lookups.get("h", 101).is_none());
         assert!(lookups.get("h", 99).is_none(), "a clock set back does not stretch it");
@@ -95,33 +91,23 @@ mod tests {
     }
 
     #[test]
-    fn a_rotated_token_answers_no_longer_than_its_grace_window() {
-        let lookups = PageLookups::new(10);
-        // Rotated at 90 with a grace of 10: the database accepts it until 100.
-        lookups.remember("h", &session(500), Some(90), 100);
-        assert!(lookups.get("h", 100).is_some());
-        lookups.remember("h", &session(500), Some(89), 100);
-        assert!(lookups.get("h", 100).is_none());
-    }
-
-    #[test]
     fn nothing_is_kept_without_a_grace_window() {
         let lookups = PageLookups::new(0);
-        lookups.remember("h", &session(500), None, 100);
+        lookups.remember("h", &session(500), 100);
         assert!(lookups.get("h", 100).is_none());
     }
 
     #[test]
     fn an_ended_session_is_a_miss() {
         let lookups = PageLookups::new(10);
-        lookups.remember("h", &session(100), None, 100);
+        lookups.remember("h", &session(100), 100);
         assert!(lookups.get("h", 100).is_none(), "idle time ran out");
     }
 
     #[test]
     fn lookups_of_past_seconds_are_forgotten() {
         let lookups = PageLookups::new(10);
-        lookups.remember("h", &session(500), None, 100);
+        lookups.remember("h", &session(500), 100);
         lookups.forget_expired(100);
         assert!(lookups.get("h", 100).is_some());
         lookups.forget_expired(101);

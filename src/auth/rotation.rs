@@ -12,8 +12,11 @@
 //! whose answer was lost, not theft. It gets the same successor again, so
 //! the session goes on with one chain of tokens.
 //!
+//! The rules hold wherever the refresh cookie is accepted: `/auth/refresh`,
+//! page loads, form posts and logout.
+//!
 //! Pure: the store reads the token and its session, these rules decide, the
-//! core writes what they decided (`Auth::refresh`).
+//! core writes what they decided (`Auth::present`).
 
 use crate::store::{SessionRecord, TokenState};
 
@@ -56,13 +59,6 @@ pub fn decide(token: &TokenState, session: &SessionRecord, rules: RotationRules)
     } else {
         Verdict::Reuse
     }
-}
-
-/// Whether a page load or a form post may act for the session with this
-/// token, without rotating it: the token is current or was rotated within the
-/// grace window (another tab has just refreshed), and the session is live.
-pub fn may_act_without_rotating(token: &TokenState, session: &SessionRecord, rules: RotationRules) -> bool {
-    token.rotated_at.is_none_or(|at| at >= rules.now - rules.grace) && session.is_live(rules.now)
 }
 
 #[cfg(test)]
@@ -179,30 +175,5 @@ mod tests {
         let rules = RotationRules { now: NOW, grace: 0 };
         assert_eq!(decide(&rotated(0, false), &live(), rules), Verdict::Replay);
         assert_eq!(decide(&rotated(1, false), &live(), rules), Verdict::Reuse);
-    }
-
-    #[test]
-    fn pages_act_with_current_or_just_rotated_tokens_of_live_sessions() {
-        let cases: [(&str, TokenState, SessionRecord, bool); 6] = [
-            ("current token", current(), live(), true),
-            ("rotated within grace", rotated(GRACE, false), live(), true),
-            ("rotated within grace, successor used", rotated(1, true), live(), true),
-            ("rotated past grace", rotated(GRACE + 1, false), live(), false),
-            (
-                "current token, revoked session",
-                current(),
-                session(Some(NOW), NOW + 100, NOW + 1_000),
-                false,
-            ),
-            (
-                "current token, idle session",
-                current(),
-                session(None, NOW, NOW + 1_000),
-                false,
-            ),
-        ];
-        for (case, token, session, expected) in cases {
-            assert_eq!(may_act_without_rotating(&token, &session, RULES), expected, "{case}");
-        }
     }
 }

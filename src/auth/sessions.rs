@@ -8,6 +8,7 @@ use super::access_token::TokenError;
 use super::audit::{Account, AuditKind, Event};
 use super::events::SessionEvent;
 use super::refresh_token::RefreshToken;
+use super::rotation::{self, RotationRules, Verdict};
 use super::{Auth, AuthError, ClientInfo};
 use crate::protocol::{AccessClaims, SessionView};
 
@@ -40,7 +41,9 @@ impl Auth {
     }
 
     /// Ends the session the refresh token belongs to. Quietly does nothing
-    /// without a valid one: logging out twice is not an error.
+    /// without a valid one: logging out twice is not an error. A token
+    /// rotated past its grace window is theft here as anywhere: the session is
+    /// revoked as reuse, with that event.
     pub async fn logout(&self, presented: Option<&str>, client: &ClientInfo) -> Result<(), AuthError> {
         let Some(token) = presented.and_then(RefreshToken::parse) else {
             return Ok(());
@@ -48,8 +51,18 @@ impl Auth {
         let Some(presented) = self.store.presented_token(&token.hash()).await? else {
             return Ok(());
         };
-        let (session, _) = presented.into_parts();
         let now = self.now();
+        let rules = RotationRules {
+            now,
+            grace: self.settings.refresh_grace,
+        };
+        let verdict = rotation::decide(&presented.token, &presented.session, rules);
+        let (session, _) = presented.into_parts();
+        match verdict {
+            Verdict::Ended => return Ok(()),
+            Verdict::Reuse => return self.reuse_detected(&session, client, now).await,
+            Verdict::Rotate | Verdict::Replay => {}
+        }
         if self.store.revoke_session(&session.id, "logout", now).await? {
             self.sessions_revoked(&session.user_id, vec![session.id.clone()], "logout", now)
                 .await;

@@ -5,7 +5,7 @@
 use axum::http::HeaderValue;
 
 use crate::auth::refresh_token::RefreshToken;
-use crate::auth::NewTokens;
+use crate::auth::{CookieChange, NewTokens};
 
 #[derive(Debug, Clone, Copy)]
 pub struct CookiePolicy {
@@ -46,6 +46,16 @@ impl CookiePolicy {
     /// it no longer than the server would accept it.
     pub fn set_for_tokens(&self, tokens: &NewTokens, now: i64) -> HeaderValue {
         self.set(&tokens.refresh, tokens.session.ends_at() - now)
+    }
+
+    /// The `Set-Cookie` that what a page load or form post found calls for,
+    /// if any.
+    pub fn for_change(&self, change: &CookieChange, now: i64) -> Option<HeaderValue> {
+        match change {
+            CookieChange::Keep => None,
+            CookieChange::Renew { token, ends_at } => Some(self.set(token, ends_at - now)),
+            CookieChange::Clear => Some(self.clear()),
+        }
     }
 
     pub fn clear(&self) -> HeaderValue {

@@ -28,6 +28,9 @@ pub enum ApiError {
     NotFound,
     #[error("This method is not allowed here.")]
     MethodNotAllowed,
+    /// The request's handler panicked (logged where it was caught).
+    #[error("Something went wrong on our side.")]
+    HandlerFailed,
 }
 
 impl From<StoreError> for ApiError {
@@ -57,6 +60,7 @@ impl ApiError {
             Self::MissingToken => (StatusCode::UNAUTHORIZED, "missing_token"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::HandlerFailed => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             Self::Auth(err) => match err {
                 A::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
                 A::UsernameTaken => (StatusCode::CONFLICT, "username_taken"),

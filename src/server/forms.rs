@@ -100,8 +100,9 @@ async fn logout_all(
     Client(client): Client,
     RefreshCookie(cookie): RefreshCookie,
 ) -> Response {
-    let Some(claims) = cookie_claims(&state, cookie.as_deref()).await else {
-        return see_other(&login_url(SESSIONS), None);
+    let claims = match cookie_claims(&state, cookie.as_deref(), &client, SESSIONS).await {
+        Ok((claims, _)) => claims,
+        Err(response) => return response,
     };
     match state.auth.logout_all(&claims, &client).await {
         Ok(()) => see_other(LOGIN, Some(state.cookies.clear())),
@@ -115,13 +116,14 @@ async fn revoke_session(
     RefreshCookie(cookie): RefreshCookie,
     request: Request,
 ) -> Response {
-    let (claims, form) = match session_form::<RevokeForm>(&state, cookie.as_deref(), request, SESSIONS).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+    let (claims, renewed, form) =
+        match session_form::<RevokeForm>(&state, cookie.as_deref(), &client, request, SESSIONS).await {
+            Ok(found) => found,
+            Err(response) => return response,
+        };
     match state.auth.revoke_session(&claims, &form.session_id, &client).await {
-        Ok(()) => see_other(&with_code(SESSIONS, "notice", "session_revoked"), None),
-        Err(err) => see_other(&with_error(SESSIONS, err), None),
+        Ok(()) => see_other(&with_code(SESSIONS, "notice", "session_revoked"), renewed),
+        Err(err) => see_other(&with_error(SESSIONS, err), renewed),
     }
 }
 
@@ -131,45 +133,59 @@ async fn change_password(
     RefreshCookie(cookie): RefreshCookie,
     request: Request,
 ) -> Response {
-    let (claims, form) = match session_form::<PasswordForm>(&state, cookie.as_deref(), request, ACCOUNT).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+    let (claims, renewed, form) =
+        match session_form::<PasswordForm>(&state, cookie.as_deref(), &client, request, ACCOUNT).await {
+            Ok(found) => found,
+            Err(response) => return response,
+        };
     let change = PasswordChange {
         current_password: form.current_password,
         new_password: form.new_password,
     };
     match state.auth.change_password(&claims, change, &client).await {
-        Ok(()) => see_other(&with_code(ACCOUNT, "notice", "password_changed"), None),
-        Err(err) => see_other(&with_error(ACCOUNT, err), None),
+        Ok(()) => see_other(&with_code(ACCOUNT, "notice", "password_changed"), renewed),
+        Err(err) => see_other(&with_error(ACCOUNT, err), renewed),
     }
 }
 
-/// The session behind the cookie and the form a logged-in user posted from
-/// `page`; otherwise the redirect to answer: to log in, or back with `bad_request`.
+/// The session behind the cookie (with the cookie renewed, if it was) and the
+/// form a logged-in user posted from `page`; otherwise the redirect to
+/// answer: to log in, or back with `bad_request`.
 async fn session_form<T: DeserializeOwned>(
     state: &AppState,
     cookie: Option<&str>,
+    client: &ClientInfo,
     request: Request,
     page: &str,
-) -> Result<(AccessClaims, T), Response> {
-    let claims = cookie_claims(state, cookie)
-        .await
-        .ok_or_else(|| see_other(&login_url(page), None))?;
+) -> Result<(AccessClaims, Option<HeaderValue>, T), Response> {
+    let (claims, renewed) = cookie_claims(state, cookie, client, page).await?;
     let form = read_form::<T>(state, request)
         .await
-        .ok_or_else(|| see_other(&with_code(page, "error", "bad_request"), None))?;
-    Ok((claims, form))
+        .ok_or_else(|| see_other(&with_code(page, "error", "bad_request"), renewed.clone()))?;
+    Ok((claims, renewed, form))
 }
 
-/// The claims of the session behind the refresh cookie, if it is live.
-async fn cookie_claims(state: &AppState, cookie: Option<&str>) -> Option<AccessClaims> {
-    match state.auth.form_session(cookie).await {
-        Ok(session) => session.map(|s| s.claims),
+/// The claims of the session behind the refresh cookie, if it is live, and
+/// the cookie renewed if presenting it rotated it; otherwise the redirect to
+/// log in from `page`, clearing a cookie that was already rotated (its
+/// session is revoked as stolen).
+async fn cookie_claims(
+    state: &AppState,
+    cookie: Option<&str>,
+    client: &ClientInfo,
+    page: &str,
+) -> Result<(AccessClaims, Option<HeaderValue>), Response> {
+    let found = match state.auth.form_session(cookie, client).await {
+        Ok(found) => found,
         Err(err) => {
             tracing::warn!(error = %WithSources(&err), "form could not look up its session");
-            None
+            return Err(see_other(&login_url(page), None));
         }
+    };
+    let set_cookie = state.cookies.for_change(&found.cookie, state.auth.now());
+    match found.session {
+        Some(session) => Ok((session.claims, set_cookie)),
+        None => Err(see_other(&login_url(page), set_cookie)),
     }
 }
 

@@ -126,6 +126,17 @@ impl Store {
             ..presented.session
         }))
     }
+
+    /// Dates the rotation of the token of `hash` made at `asked_at` by when
+    /// it committed, `committed_at`. Nothing if it was rotated otherwise.
+    pub async fn date_rotation(&self, hash: &str, asked_at: i64, committed_at: i64) -> Result<(), StoreError> {
+        let date = sqlx::query("UPDATE refresh_tokens SET rotated_at = $1 WHERE hash = $2 AND rotated_at = $3")
+            .bind(committed_at)
+            .bind(hash)
+            .bind(asked_at);
+        self.write(date).await?;
+        Ok(())
+    }
 }
 
 /// Marks token `$4` rotated at `$1` into `$2` (sealed: `$3`) if it is current,

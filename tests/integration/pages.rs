@@ -20,7 +20,7 @@ both_backends!(
     forms_act_for_the_cookie_session_only,
 );
 
-async fn get_page(server: &TestServer, path: &str, cookie: Option<&str>) -> Response {
+pub async fn get_page(server: &TestServer, path: &str, cookie: Option<&str>) -> Response {
     server
         .request(Method::GET, path, |r| {
             let r = r.header("accept", "text/html");
@@ -32,7 +32,7 @@ async fn get_page(server: &TestServer, path: &str, cookie: Option<&str>) -> Resp
         .await
 }
 
-async fn post_form(server: &TestServer, path: &str, form: &[(&str, &str)], cookie: Option<&str>) -> Response {
+pub async fn post_form(server: &TestServer, path: &str, form: &[(&str, &str)], cookie: Option<&str>) -> Response {
     server
         .request(Method::POST, path, |r| {
             let r = r.form(form).header(ORIGIN, server.url(""));
@@ -53,7 +53,7 @@ async fn log_out(server: &TestServer, cookie: &str) {
     assert_eq!(get_page(server, "/", Some(cookie)).await.status(), StatusCode::FOUND);
 }
 
-fn location(response: &Response) -> String {
+pub fn location(response: &Response) -> String {
     response.headers()[LOCATION].to_str().expect("ascii location").to_string()
 }
 
@@ -120,8 +120,9 @@ fn page_token(body: &str) -> (&str, i64) {
     (token, expires_in)
 }
 
-/// A page load does not extend the session, so its token ends where the
-/// session would end if nothing else happened (here: its idle time).
+/// A page load that does not renew the session (more than half of its idle
+/// life is left) does not extend it, so its token ends where the session would
+/// end if nothing else happened (here: its idle time).
 async fn a_page_token_never_outlives_its_session(backend: Backend) {
     let server = TestServer::start_with(backend, |s| {
         s.access_ttl = 600;
@@ -130,12 +131,13 @@ async fn a_page_token_never_outlives_its_session(backend: Backend) {
     .await;
     let alice = server.register("alice").await;
     let idle_until = claims(&alice.access)["iat"].as_i64().unwrap() + 900;
-    server.clock.advance(500);
+    server.clock.advance(400);
     let response = get_page(&server, "/", Some(&alice.cookie)).await;
     assert_eq!(response.status(), StatusCode::OK);
+    assert!(refresh_set_cookie(response.headers()).is_none(), "not renewed");
     let body = response.text().await.unwrap();
     let (token, expires_in) = page_token(&body);
-    assert_eq!(expires_in, 400, "cut at the session's idle end, not a full 600");
+    assert_eq!(expires_in, 500, "cut at the session's idle end, not a full 600");
     assert_eq!(claims(token)["exp"].as_i64().unwrap(), idle_until);
     assert_eq!(server.get_bearer("/api/me", token).await.status(), StatusCode::OK);
     server.finish().await;
@@ -196,16 +198,18 @@ async fn a_page_load_right_after_another_sees_revocations_and_rotations(backend:
     assert_eq!(after.status(), StatusCode::FOUND, "revoked a moment after a page load");
     assert_eq!(location(&after), "/login");
 
-    // A token rotated after a page load counts for pages for the grace window only.
+    // A token rotated after a page load counts for pages for the grace window
+    // only; after it, it is theft (see `refresh_cookie.rs`).
     let bob = server.register("bob").await;
     assert_eq!(get_page(&server, "/", Some(&bob.cookie)).await.status(), StatusCode::OK);
     let refreshed = server.refresh(&bob.cookie).await;
     assert_eq!(refreshed.status(), StatusCode::OK);
     let rotated = Session::from_response(refreshed).await;
+    assert_eq!(get_page(&server, "/", Some(&rotated.cookie)).await.status(), StatusCode::OK);
     assert_eq!(get_page(&server, "/", Some(&bob.cookie)).await.status(), StatusCode::OK);
     server.clock.advance(server.settings.refresh_grace + 1);
     assert_eq!(get_page(&server, "/", Some(&bob.cookie)).await.status(), StatusCode::FOUND);
-    assert_eq!(get_page(&server, "/", Some(&rotated.cookie)).await.status(), StatusCode::OK);
+    assert_eq!(get_page(&server, "/", Some(&rotated.cookie)).await.status(), StatusCode::FOUND);
 
     // A form posted to another instance that showed the page a moment ago
     // cannot act for a session revoked since, even before that instance hears of it.

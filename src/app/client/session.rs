@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use std::time::Duration;
 
 use futures::future::{FutureExt as _, LocalBoxFuture, Shared};
+use gloo_timers::future::sleep;
 use gloo_net::http::Method;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -167,6 +168,27 @@ pub(super) fn follow_other_tabs(store: AuthStore) {
     });
 }
 
+/// Waits between a scheduled refresh that got no answer and its next try.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const LAST_RETRY: Duration = Duration::from_secs(60);
+
+/// A scheduled refresh whose answer did not arrive (a network drop, a time
+/// out, an outage) is tried again after 1, 2, 4 … seconds, at most a minute
+/// apart, rather than left until the token has expired: a retry inside the
+/// server's grace window is handed the very answer that was lost. Stops once
+/// a token newer than `stale` is in the store (from here or another tab) or
+/// the session ended.
+async fn refresh_with_backoff(store: AuthStore, stale: AccessToken) {
+    let mut wait = FIRST_RETRY;
+    while let Err(ClientError::Unavailable) = refresh_or_sign_out(store, Some(stale.clone())).await {
+        if store.has_ended() {
+            return;
+        }
+        sleep(wait).await;
+        wait = (wait * 2).min(LAST_RETRY);
+    }
+}
+
 /// Refreshes ahead of each token's expiry, and at once when a hidden tab comes
 /// back holding an expired token: browsers throttle or freeze a hidden tab's
 /// timers, so the one set ahead of expiry may not have fired.
@@ -178,13 +200,7 @@ pub(super) fn keep_fresh(store: AuthStore) {
         let token = store.token()?;
         let delay = (token.refresh_due_at() - now_seconds()).max(0);
         let delay = Duration::from_secs(u64::try_from(delay).unwrap_or(0));
-        set_timeout_with_handle(
-            move || spawn_local(async move {
-                let _ = refresh_or_sign_out(store, Some(token)).await;
-            }),
-            delay,
-        )
-        .ok()
+        set_timeout_with_handle(move || spawn_local(refresh_with_backoff(store, token)), delay).ok()
     });
 
     let on_visible = Closure::<dyn Fn()>::new(move || {
