@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use gatehouse::auth::clock::SystemClock;
+use gatehouse::auth::key_encryption::KeyEncryptionKey;
 use gatehouse::auth::keys::KeyRing;
 use gatehouse::auth::password::Password;
 use gatehouse::auth::{Auth, WithSources, ROLE_ADMIN, ROLE_USER};
@@ -47,6 +48,14 @@ enum UserCommand {
         #[arg(long)]
         username: String,
         #[arg(long, default_value = ROLE_USER, value_parser = [ROLE_USER, ROLE_ADMIN])]
+        role: String,
+    },
+    /// Change a user's role; their sessions end on every instance within a
+    /// second, and they log in again with the new role.
+    SetRole {
+        #[arg(long)]
+        username: String,
+        #[arg(long, value_parser = [ROLE_USER, ROLE_ADMIN])]
         role: String,
     },
 }
@@ -100,9 +109,14 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Keys {
             command: KeysCommand::Rotate,
         } => {
-            let kid = KeyRing::rotate(&store, gatehouse::auth::clock::Clock::now(&SystemClock))
-                .await
-                .map_err(|e| WithSources(&e).to_string())?;
+            let encryption = KeyEncryptionKey::configured(&settings).map_err(|e| WithSources(&e).to_string())?;
+            let kid = KeyRing::rotate(
+                &store,
+                encryption.as_ref(),
+                gatehouse::auth::clock::Clock::now(&SystemClock),
+            )
+            .await
+            .map_err(|e| WithSources(&e).to_string())?;
             println!("new signing key {kid}; running servers pick it up within a minute");
             Ok(())
         }
@@ -130,6 +144,22 @@ async fn run(command: Command) -> Result<(), String> {
             println!("created {} ({}) with role {}", user.username, user.id, user.role);
             Ok(())
         }
+        Command::User {
+            command: UserCommand::SetRole { username, role },
+        } => {
+            let auth = Auth::new(settings, store, Arc::new(SystemClock))
+                .await
+                .map_err(|e| WithSources(&e).to_string())?;
+            let user = auth.set_role(&username, &role).await.map_err(|e| match e {
+                gatehouse::auth::AuthError::NotFound => format!("no user named {username}"),
+                other => WithSources(&other).to_string(),
+            })?;
+            println!(
+                "{} ({}) now has role {}; their sessions have ended",
+                user.username, user.id, user.role
+            );
+            Ok(())
+        }
         Command::Serve => serve(settings, store).await,
     }
 }
@@ -148,7 +178,13 @@ async fn serve(settings: Settings, store: Store) -> Result<(), String> {
             .await
             .map_err(|e| WithSources(&e).to_string())?,
     );
-    // Other instances' revocations and events, through PostgreSQL.
+    if !auth.signing_keys_encrypted() {
+        tracing::warn!(
+            "signing keys are stored unencrypted in the database: set GATEHOUSE_KEY_ENCRYPTION_KEY \
+             (32 bytes, base64) or key_encryption_key_file to encrypt them at rest"
+        );
+    }
+    // Revocations and events from other instances and processes.
     let relay = gatehouse::auth::events::spawn_relay(&auth);
     let upkeep = tokio::spawn({
         let auth = auth.clone();
@@ -175,9 +211,7 @@ async fn serve(settings: Settings, store: Store) -> Result<(), String> {
     )
     .await;
     upkeep.abort();
-    if let Some(relay) = relay {
-        relay.abort();
-    }
+    relay.abort();
     store.close().await;
     Ok(())
 }

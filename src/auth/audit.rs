@@ -14,6 +14,7 @@ pub enum AuditKind {
     LogoutAll,
     SessionRevoked,
     PasswordChanged,
+    RoleChanged,
 }
 
 impl AuditKind {
@@ -27,6 +28,7 @@ impl AuditKind {
             Self::LogoutAll => "logout_all",
             Self::SessionRevoked => "session_revoked",
             Self::PasswordChanged => "password_changed",
+            Self::RoleChanged => "role_changed",
         }
     }
 }

@@ -177,10 +177,36 @@ impl Auth {
     }
 }
 
-/// Listens for other instances' notices for as long as `auth` lives (PostgreSQL
-/// only; a no-op on SQLite), reconnecting with backoff when the database goes away.
-pub fn spawn_relay(auth: &Arc<Auth>) -> Option<tokio::task::JoinHandle<()>> {
-    (auth.store().backend() == crate::store::Backend::Postgres).then(|| tokio::spawn(relay(Arc::downgrade(auth))))
+/// Hears of revocations made by other processes for as long as `auth` lives.
+/// On PostgreSQL, other instances' notices, reconnecting with backoff when the
+/// database goes away. On SQLite the other process is the command line
+/// (`gatehouse user set-role`), which no notice reaches: the revocations are
+/// read every [`SQLITE_POLL`] instead (one indexed read).
+pub fn spawn_relay(auth: &Arc<Auth>) -> tokio::task::JoinHandle<()> {
+    let auth = Arc::downgrade(auth);
+    match auth.upgrade().map(|a| a.store().backend()) {
+        Some(crate::store::Backend::Postgres) => tokio::spawn(relay(auth)),
+        _ => tokio::spawn(poll_revocations(auth)),
+    }
+}
+
+/// How often an instance on SQLite reads the revocations made elsewhere: twice a second, so a change made from the command line takes effect within one.
+const SQLITE_POLL: Duration = Duration::from_millis(500);
+
+async fn poll_revocations(auth: Weak<Auth>) {
+    let mut every = tokio::time::interval(SQLITE_POLL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Some(auth) = auth.upgrade() else {
+            return;
+        };
+        match auth.read_new_revocations().await {
+            Ok(true) => auth.events.deliver_locally(LiveUpdate::Resync),
+            Ok(false) => {}
+            Err(err) => tracing::warn!(error = %WithSources(&err), "could not read new revocations"),
+        }
+    }
 }
 
 async fn relay(auth: Weak<Auth>) {

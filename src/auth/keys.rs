@@ -13,6 +13,7 @@ use rand_core::OsRng;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::key_encryption::{is_sealed, KeyEncryptionKey};
 use super::AuthError;
 use crate::store::{KeyRecord, Store};
 
@@ -37,6 +38,20 @@ pub enum KeyError {
     },
     #[error("an access token could not be signed")]
     Signing(#[source] jsonwebtoken::errors::Error),
+    #[error("the key encryption key file {path} cannot be read")]
+    EncryptionKeyFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the key encryption key must be 32 bytes, base64 (for example `openssl rand -base64 32`)")]
+    MalformedEncryptionKey,
+    #[error("a signing key could not be encrypted")]
+    Sealing,
+    #[error("signing key {kid} cannot be decrypted: the key encryption key is not the one it was encrypted with")]
+    WrongEncryptionKey { kid: String },
+    #[error("signing key {kid} is encrypted: set GATEHOUSE_KEY_ENCRYPTION_KEY (or key_encryption_key_file) to the key it was encrypted with")]
+    EncryptedWithoutKey { kid: String },
 }
 
 impl From<KeyError> for AuthError {
@@ -89,6 +104,8 @@ const RETIRED_KEY_MARGIN: i64 = 120;
 
 pub struct KeyRing {
     store: Store,
+    /// Encrypts private keys at rest, if configured.
+    encryption: Option<KeyEncryptionKey>,
     /// A retired key is kept this long: the longest an access token lives, and a margin.
     keep_retired_for: i64,
     keys: RwLock<Arc<Vec<Arc<SigningKey>>>>,
@@ -97,10 +114,17 @@ pub struct KeyRing {
 }
 
 impl KeyRing {
-    /// Loads the keys, creating the first one if the database has none.
-    pub async fn load(store: Store, access_ttl: i64, now: i64) -> Result<Self, AuthError> {
+    /// Loads the keys, creating the first one if the database has none. With
+    /// a key encryption key, keys stored unencrypted are encrypted in place.
+    pub async fn load(
+        store: Store,
+        access_ttl: i64,
+        encryption: Option<KeyEncryptionKey>,
+        now: i64,
+    ) -> Result<Self, AuthError> {
         let ring = Self {
             store,
+            encryption,
             // Other instances may sign with a retired key until their next
             // reload: a margin keeps those tokens verifiable to the end.
             keep_retired_for: access_ttl + RETIRED_KEY_MARGIN,
@@ -109,22 +133,52 @@ impl KeyRing {
         };
         ring.reload(now).await?;
         if ring.active().is_none() {
-            Self::rotate(&ring.store, now).await?;
+            Self::rotate(&ring.store, ring.encryption.as_ref(), now).await?;
             ring.reload(now).await?;
+        }
+        if let Some(encryption) = &ring.encryption {
+            ring.encrypt_stored_keys(encryption).await?;
         }
         Ok(ring)
     }
 
-    /// Adds a new active key, retiring the current one. Returns the new `kid`.
-    pub async fn rotate(store: &Store, now: i64) -> Result<String, AuthError> {
+    /// Whether private keys are encrypted at rest.
+    pub fn is_encrypted(&self) -> bool {
+        self.encryption.is_some()
+    }
+
+    /// Encrypts every stored private key that is not yet (a database from
+    /// before the key encryption key was set).
+    async fn encrypt_stored_keys(&self, encryption: &KeyEncryptionKey) -> Result<(), AuthError> {
+        // Retired keys too: a key no longer published could still sign.
+        for record in self.store.signing_keys(i64::MIN).await? {
+            if is_sealed(&record.private_key) {
+                continue;
+            }
+            let der = plain_der(&record)?;
+            let sealed = encryption.seal(&record.kid, &der)?;
+            self.store
+                .replace_private_key(&record.kid, &record.private_key, &sealed)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Adds a new active key, retiring the current one, encrypted with
+    /// `encryption` if given. Returns the new `kid`.
+    pub async fn rotate(store: &Store, encryption: Option<&KeyEncryptionKey>, now: i64) -> Result<String, AuthError> {
         let signing = ed25519_dalek::SigningKey::generate(&mut OsRng);
         let der = signing.to_pkcs8_der().map_err(KeyError::Encode)?;
         let x = URL_SAFE_NO_PAD.encode(signing.verifying_key().to_bytes());
         let kid = thumbprint(&x);
+        let private_key = match encryption {
+            Some(encryption) => encryption.seal(&kid, der.as_bytes())?,
+            None => STANDARD.encode(der.as_bytes()),
+        };
         store
             .add_signing_key(&KeyRecord {
                 kid: kid.clone(),
-                private_key: STANDARD.encode(der.as_bytes()),
+                private_key,
                 public_key: x,
                 created_at: now,
                 retired_at: None,
@@ -138,7 +192,7 @@ impl KeyRing {
         let records = self.store.signing_keys(now - self.keep_retired_for).await?;
         let keys = records
             .iter()
-            .map(|record| decode_record(record).map(Arc::new))
+            .map(|record| decode_record(record, self.encryption.as_ref()).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
         *self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
@@ -191,13 +245,26 @@ impl KeyRing {
     }
 }
 
-fn decode_record(record: &KeyRecord) -> Result<SigningKey, KeyError> {
-    let der = STANDARD
+/// The DER of a private key stored unencrypted.
+fn plain_der(record: &KeyRecord) -> Result<Vec<u8>, KeyError> {
+    STANDARD
         .decode(&record.private_key)
         .map_err(|source| KeyError::StoredPrivate {
             kid: record.kid.clone(),
             source,
-        })?;
+        })
+}
+
+fn decode_record(record: &KeyRecord, encryption: Option<&KeyEncryptionKey>) -> Result<SigningKey, KeyError> {
+    let der = match (is_sealed(&record.private_key), encryption) {
+        (true, Some(encryption)) => encryption.open(&record.kid, &record.private_key)?,
+        (true, None) => {
+            return Err(KeyError::EncryptedWithoutKey {
+                kid: record.kid.clone(),
+            })
+        }
+        (false, _) => plain_der(record)?,
+    };
     let decoding = DecodingKey::from_ed_components(&record.public_key).map_err(|source| KeyError::StoredPublic {
         kid: record.kid.clone(),
         source,

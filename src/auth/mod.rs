@@ -17,7 +17,7 @@
 //!   [`events`]: session events to sockets and other instances.
 //!
 //! The parts they are built from: [`password`] (argon2id), [`access_token`]
-//! and [`keys`] (Ed25519 JWTs), [`refresh_token`], [`revocation`] (revoked
+//! and [`keys`] (Ed25519 JWTs, encrypted at rest by [`key_encryption`]), [`refresh_token`], [`revocation`] (revoked
 //! sessions in memory), [`limits`] (rate limits), [`clock`] (time, injected).
 //! Each use case reads the clock once and passes that instant down.
 
@@ -30,6 +30,7 @@ pub mod clock;
 mod ed25519;
 mod error;
 pub mod events;
+pub mod key_encryption;
 pub mod keys;
 pub mod limits;
 mod login;
@@ -49,6 +50,7 @@ use std::sync::Arc;
 use access_token::{AccessTokens, IssuedAccessToken};
 use clock::SharedClock;
 use events::EventBus;
+use key_encryption::KeyEncryptionKey;
 use keys::{Jwks, KeyRing};
 use limits::Limits;
 use page_lookups::PageLookups;
@@ -58,7 +60,7 @@ use revocation::RevokedSessions;
 
 pub use audit::AuditKind;
 pub use error::{AuthError, WithSources};
-pub use page_session::PageSession;
+pub use page_session::{CookieChange, CookieSession, PageSession};
 
 use crate::config::Settings;
 use crate::store::{SessionRecord, Store};
@@ -102,6 +104,8 @@ pub struct Auth {
     events: EventBus,
     /// When this instance next deletes ended sessions and old audit events.
     prune_due_at: AtomicI64,
+    /// When revocations were last read from the database (SQLite's poll).
+    revocations_read_at: AtomicI64,
 }
 
 impl Auth {
@@ -116,7 +120,8 @@ impl Auth {
             settings.hash_concurrency,
         )
         .await?;
-        let keys = Arc::new(KeyRing::load(store.clone(), settings.access_ttl, now).await?);
+        let encryption = KeyEncryptionKey::configured(&settings)?;
+        let keys = Arc::new(KeyRing::load(store.clone(), settings.access_ttl, encryption, now).await?);
         let tokens = AccessTokens::new(keys, settings.issuer.clone(), settings.audience.clone(), settings.access_ttl);
         let auth = Self {
             limits: Limits::new(&settings, clock.clone()),
@@ -129,6 +134,7 @@ impl Auth {
             tokens,
             events: EventBus::default(),
             prune_due_at: AtomicI64::new(i64::MIN),
+            revocations_read_at: AtomicI64::new(now),
         };
         auth.load_revocations(now).await?;
         Ok(auth)
@@ -144,6 +150,11 @@ impl Auth {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Whether the signing keys are encrypted at rest.
+    pub fn signing_keys_encrypted(&self) -> bool {
+        self.tokens.keys().is_encrypted()
     }
 
     pub fn jwks(&self) -> Jwks {

@@ -57,6 +57,29 @@ impl Auth {
 
     /// Every session revoked recently enough for one of its access tokens to
     /// be live, into the in-memory set.
+    /// Revocations committed since the last read (by another process), into
+    /// memory. True if there were any this instance did not know of.
+    pub(super) async fn read_new_revocations(&self) -> Result<bool, AuthError> {
+        let now = self.now();
+        // A second's overlap: a revocation committed within the second of
+        // the last read may not have been visible to it.
+        let since = self
+            .revocations_read_at
+            .swap(now, Ordering::Relaxed)
+            .min(now)
+            .saturating_sub(1);
+        let mut learnt = false;
+        for (session_id, revoked_at) in self
+            .store
+            .revoked_since(since.max(self.revoked.relevant_since(now)))
+            .await?
+        {
+            learnt |= !self.revoked.contains(&session_id);
+            self.revoked.insert(&session_id, revoked_at);
+        }
+        Ok(learnt)
+    }
+
     pub(super) async fn load_revocations(&self, now: i64) -> Result<(), AuthError> {
         for (session_id, revoked_at) in self.store.revoked_since(self.revoked.relevant_since(now)).await? {
             self.revoked.insert(&session_id, revoked_at);

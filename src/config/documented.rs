@@ -36,7 +36,16 @@ macro_rules! shown_as_displayed {
     )*};
 }
 
-shown_as_displayed!(String, bool, i64, u32, usize, IpNet);
+shown_as_displayed!(bool, i64, u32, usize, IpNet);
+
+impl Shown for String {
+    fn shown(&self) -> String {
+        if self.is_empty() {
+            return "none".to_string();
+        }
+        self.clone()
+    }
+}
 
 impl Shown for RateLimit {
     fn shown(&self) -> String {

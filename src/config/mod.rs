@@ -99,12 +99,22 @@ declare_settings! {
     audience: String = "gatehouse".into(), env "GATEHOUSE_AUDIENCE",
         valid |audience, _| require(!audience.trim().is_empty(), audience, "must not be empty");
 
+    /// Where people reach this server, `scheme://host[:port]` (empty: wherever
+    /// a request says it came to). Set it in production: the cross-site check
+    /// then compares `Origin` with it, scheme included.
+    public_url: String = String::new(), env "GATEHOUSE_PUBLIC_URL",
+        valid |url, _| require(url.is_empty() || is_origin(url), url, "must be scheme://host[:port], without a path");
+
     /// Other origins (scheme://host[:port]) allowed to call cookie-authenticated
     /// endpoints and open WebSockets. The server's own origin is always allowed.
     allowed_origins: Vec<String> = Vec::new(), env "GATEHOUSE_ALLOWED_ORIGINS",
         valid |origins, _| origins.iter().try_for_each(|origin| {
             require(is_origin(origin), origin, "each origin is scheme://host[:port], without a path")
         });
+
+    /// A file holding the key that encrypts signing keys at rest (32 bytes,
+    /// base64); `GATEHOUSE_KEY_ENCRYPTION_KEY` holds the key itself instead.
+    key_encryption_key_file: String = String::new(), env "GATEHOUSE_KEY_ENCRYPTION_KEY_FILE";
 
     /// Addresses or CIDR ranges whose `X-Forwarded-For` is believed. Empty: the
     /// socket address is the client.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{RawQuery, State};
-use axum::http::HeaderMap;
+use axum::http::{Extensions, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -21,7 +21,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::error::ApiError;
 use super::extract::query_param;
-use super::request_screen::is_cross_site;
+use super::request_screen::{is_cross_site, peer};
 use super::AppState;
 use crate::auth::events::{LiveUpdate, SessionEvent};
 use crate::auth::AuthError;
@@ -95,11 +95,12 @@ async fn upgrade(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
+    extensions: Extensions,
     ws: WebSocketUpgrade,
 ) -> Response {
     // Cross-site WebSocket hijacking: another site's page may open a socket
     // here, but its browser says where it comes from.
-    if is_cross_site(&headers, &state.auth.settings().allowed_origins) {
+    if is_cross_site(&headers, peer(&extensions), state.auth.settings()) {
         return ApiError::CrossSite.into_response();
     }
     let token = query_param(query.as_deref(), "access_token");

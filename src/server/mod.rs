@@ -21,6 +21,7 @@ use crate::app::{shell, App};
 use crate::auth::Auth;
 
 mod auth_api;
+mod completion;
 pub mod cookies;
 pub mod error;
 pub mod extract;
@@ -107,6 +108,9 @@ pub fn app(state: AppState) -> Router {
                 tracing::info_span!("http", method = %request.method(), path = %request.uri().path())
             }),
         )
+        // Inside the trace span, outside everything that acts: a handler
+        // that committed is not cut short by the client hanging up.
+        .layer(middleware::from_fn(completion::run_to_completion))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::REFERRER_POLICY,
             HeaderValue::from_static("same-origin"),

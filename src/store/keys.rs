@@ -58,4 +58,14 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+
+    /// Replaces the stored private key of `kid`, if it is still `old`.
+    pub async fn replace_private_key(&self, kid: &str, old: &str, new: &str) -> Result<(), StoreError> {
+        let replace = sqlx::query("UPDATE signing_keys SET private_key = $1 WHERE kid = $2 AND private_key = $3")
+            .bind(new)
+            .bind(kid)
+            .bind(old);
+        self.write(replace).await?;
+        Ok(())
+    }
 }

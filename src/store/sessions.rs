@@ -231,6 +231,22 @@ impl Store {
         Ok(ids)
     }
 
+    /// Gives the user `role` and revokes every session of theirs, in one
+    /// transaction: no session goes on with tokens of the old role. Returns
+    /// the revoked session ids.
+    pub async fn set_role(&self, user_id: &str, role: &str, now: i64) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+            .bind(role)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        // No session id is empty: none is kept.
+        let ids = revoke_user_sessions_in(&mut tx, user_id, "", "role_changed", now).await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
     /// Deletes at most `limit` of the sessions that ended before
     /// `ended_before` (revoked, past their absolute age, or idle: no token of
     /// theirs was still live then), and with them their refresh tokens. How

@@ -79,12 +79,6 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    pub async fn set_role(&self, user_id: &str, role: &str) -> Result<(), StoreError> {
-        self.write(sqlx::query("UPDATE users SET role = $1 WHERE id = $2").bind(role).bind(user_id))
-            .await?;
-        Ok(())
-    }
-
     /// Users by name, at most `limit`.
     pub async fn list_users(&self, limit: i64) -> Result<Vec<UserRecord>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM users ORDER BY username_key LIMIT $1");

@@ -68,3 +68,47 @@ fn a_bad_setting_stops_the_start_and_is_named() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("GATEHOUSE_ACCESS_TTL"));
 }
+
+crate::both_backends!(set_role_takes_effect_on_every_instance_within_a_second);
+
+/// `gatehouse user set-role`, run while two instances serve: within a second
+/// neither accepts the demoted admin's token for `/api/admin/*`, and the next
+/// login carries the new role.
+async fn set_role_takes_effect_on_every_instance_within_a_second(backend: Backend) {
+    let a = TestServer::start(backend).await;
+    let b = a.sibling(|_| {}).await;
+    let admin = a.create_admin("boss").await;
+    for server in [&a, &b] {
+        assert_eq!(server.get_bearer("/api/admin/users", &admin.access).await.status(), StatusCode::OK);
+    }
+    let url = a.settings.database_url.clone();
+    let demoted = tokio::task::spawn_blocking(move || {
+        gatehouse(&url, &["user", "set-role", "--username", "boss", "--role", "user"], "")
+    })
+    .await
+    .unwrap();
+    assert!(demoted.status.success(), "{}", String::from_utf8_lossy(&demoted.stderr));
+    assert!(String::from_utf8_lossy(&demoted.stdout).contains("now has role user"));
+    let started = std::time::Instant::now();
+    for server in [&a, &b] {
+        loop {
+            let status = server.get_bearer("/api/admin/users", &admin.access).await.status();
+            if status != StatusCode::OK {
+                assert_eq!(status, StatusCode::UNAUTHORIZED);
+                break;
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(1), "the old role outlived a second");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(a.refresh(&admin.cookie).await.status(), StatusCode::UNAUTHORIZED, "the session ended");
+    let again = crate::support::Session::from_response(a.login("boss", PASSWORD).await).await;
+    assert_eq!(crate::support::claims(&again.access)["role"], "user");
+    assert_eq!(b.get_bearer("/api/admin/users", &again.access).await.status(), StatusCode::FORBIDDEN);
+
+    let unknown = gatehouse(&a.settings.database_url, &["user", "set-role", "--username", "nobody", "--role", "admin"], "");
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no user named nobody"));
+    b.stop();
+    a.finish().await;
+}

@@ -12,5 +12,6 @@ mod migrations;
 mod pages;
 mod process;
 mod refresh;
+mod refresh_cookie;
 mod sessions;
 mod support;

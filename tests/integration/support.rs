@@ -37,7 +37,7 @@ pub struct TestServer {
     backend: Backend,
     postgres_db: Option<String>,
     task: tokio::task::JoinHandle<()>,
-    relay: Option<tokio::task::JoinHandle<()>>,
+    relay: tokio::task::JoinHandle<()>,
 }
 
 /// Settings for tests: short lifetimes are set per test; argon2 is cheaper
@@ -155,17 +155,13 @@ impl TestServer {
     /// Stops a sibling server; the database stays for the others.
     pub fn stop(self) {
         self.task.abort();
-        if let Some(relay) = self.relay {
-            relay.abort();
-        }
+        self.relay.abort();
     }
 
     /// Stops the server and drops its PostgreSQL database.
     pub async fn finish(self) {
         self.task.abort();
-        if let Some(relay) = &self.relay {
-            relay.abort();
-        }
+        self.relay.abort();
         self.auth.store().close().await;
         drop_database(&self.settings.database_url, self.postgres_db.as_deref()).await;
     }
