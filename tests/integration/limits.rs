@@ -29,11 +29,20 @@ async fn login_from(server: &Api, address: &str, username: &str, password: &str)
         .await
 }
 
+async fn register_from(server: &Api, address: &str, username: &str) -> Response {
+    server
+        .request(Method::POST, "/auth/register", |r| {
+            r.header("x-forwarded-for", address)
+                .json(&json!({"username": username, "password": PASSWORD}))
+        })
+        .await
+}
+
 fn retry_after(response: &Response) -> i64 {
     response.headers()[RETRY_AFTER].to_str().unwrap().parse().unwrap()
 }
 
-/// Six bad passwords for `alice` from one address, then one every 12 s from
+/// Six bad passwords for `alice` from one address, then two every 12 s from
 /// ever new ones, for ten minutes: the attacker's address stays blocked, yet
 /// alice, from her own address, gets in after waiting out one delay of at
 /// most a minute, correct password in hand.
@@ -44,6 +53,11 @@ async fn a_lockout_cannot_be_aimed_at_the_owner(backend: Backend) {
             count: 5,
             per_seconds: 60,
         };
+        s.login_failures_per_username_and_ip = RateLimit {
+            count: 5,
+            per_seconds: 60,
+        };
+        s.login_delay_max = 60;
     })
     .await;
     server.register("alice").await;
@@ -56,6 +70,8 @@ async fn a_lockout_cannot_be_aimed_at_the_owner(backend: Backend) {
     }
     let sixth = login_from(&server, attacker, "alice", WRONG).await;
     assert_eq!(sixth.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Longer than the name's first delay, shorter than a unit of the address's own block.
+    server.clock.advance(5);
     let blocked = login_from(&server, attacker, "alice", PASSWORD).await;
     assert_eq!(
         blocked.status(),
@@ -63,15 +79,18 @@ async fn a_lockout_cannot_be_aimed_at_the_owner(backend: Backend) {
         "the attacker's own address is blocked"
     );
 
+    // Two more every 12 s, as many as the name regains and one more, from
+    // ever new addresses.
     for round in 0..50 {
         server.clock.advance(12);
-        let address = format!("198.51.100.{round}");
-        let attempt = login_from(&server, &address, "alice", WRONG).await;
-        assert!(
-            [StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS].contains(&attempt.status()),
-            "{}",
-            attempt.status()
-        );
+        for attempt in 0..2 {
+            let address = format!("198.51.100.{}", 2 * round + attempt);
+            let status = login_from(&server, &address, "alice", WRONG).await.status();
+            assert!(
+                [StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS].contains(&status),
+                "{status}"
+            );
+        }
     }
 
     let owner = "192.0.2.44";
@@ -83,11 +102,13 @@ async fn a_lockout_cannot_be_aimed_at_the_owner(backend: Backend) {
     );
     let wait = retry_after(&first);
     assert!((1..=60).contains(&wait), "Retry-After {wait}");
-    // The attacker goes on while the owner waits, from addresses of its own.
+    // The attacker goes on while the owner waits, twice a second.
     for second in 0..wait {
         server.clock.advance(1);
-        let address = format!("198.51.101.{second}");
-        login_from(&server, &address, "alice", WRONG).await;
+        for attempt in 0..2 {
+            let address = format!("198.51.101.{}", 2 * second + attempt);
+            login_from(&server, &address, "alice", WRONG).await;
+        }
     }
     let again = login_from(&server, owner, "alice", PASSWORD).await;
     assert_eq!(
@@ -99,11 +120,17 @@ async fn a_lockout_cannot_be_aimed_at_the_owner(backend: Backend) {
 }
 
 /// How many login attempts for `username`, sent in turn to each of
-/// `servers`, it takes to be refused with 429; at most `most`.
-async fn attempts_until_refused(servers: &[&TestServer], username: &str, address: &str, most: usize) -> usize {
+/// `servers` from the address `address(attempt)`, it takes to be refused
+/// with 429; at most `most`.
+async fn attempts_until_refused(
+    servers: &[&TestServer],
+    username: &str,
+    address: impl Fn(usize) -> String,
+    most: usize,
+) -> usize {
     for attempt in 1..=most {
         let server = servers[attempt % servers.len()];
-        let status = login_from(server, address, username, WRONG).await.status();
+        let status = login_from(server, &address(attempt), username, WRONG).await.status();
         if status == StatusCode::TOO_MANY_REQUESTS {
             return attempt;
         }
@@ -122,6 +149,10 @@ async fn limits_hold_across_instances_through_postgres() {
             count: 3,
             per_seconds: 60,
         };
+        s.login_failures_per_username_and_ip = RateLimit {
+            count: 2,
+            per_seconds: 60,
+        };
         s.login_failures_per_ip = RateLimit {
             count: 4,
             per_seconds: 60,
@@ -138,36 +169,50 @@ async fn limits_hold_across_instances_through_postgres() {
     .await;
     let b = a.sibling(|_| {}).await;
 
-    // Per username: one instance, then both.
-    assert_eq!(attempts_until_refused(&[&a], "alice", "203.0.113.1", 10).await, 4);
-    assert_eq!(attempts_until_refused(&[&a, &b], "bob", "203.0.113.2", 10).await, 4);
-
-    // Per address: a new name each time, so only the address counts.
-    for (address, servers) in [("203.0.113.3", vec![&a]), ("203.0.113.4", vec![&a, &b])] {
-        let mut refused_at = None;
+    for servers in [vec![&a], vec![&a, &b]] {
+        let instances = servers.len();
+        // Per username, from a new address each time.
+        let by_name =
+            attempts_until_refused(&servers, &format!("name{instances}"), |n| format!("192.0.2.{n}"), 10).await;
+        assert_eq!(by_name, 4, "per username, {instances} instance(s)");
+        // Per (username, address).
+        let pair = attempts_until_refused(
+            &servers,
+            &format!("pair{instances}"),
+            |_| format!("198.51.100.{instances}"),
+            10,
+        )
+        .await;
+        assert_eq!(pair, 3, "per username and address, {instances} instance(s)");
+        // Per address, a new name each time.
+        let address = format!("203.0.113.{instances}");
+        let mut by_address = None;
         for attempt in 1..=10 {
-            let server = servers[attempt % servers.len()];
-            let status = login_from(server, address, &format!("name{attempt}"), WRONG)
+            let server = servers[attempt % instances];
+            let status = login_from(server, &address, &format!("ip{instances}-{attempt}"), WRONG)
                 .await
                 .status();
             if status == StatusCode::TOO_MANY_REQUESTS {
-                refused_at = Some(attempt);
+                by_address = Some(attempt);
                 break;
             }
         }
-        assert_eq!(refused_at, Some(5), "{} instance(s)", servers.len());
+        assert_eq!(by_address, Some(5), "per address, {instances} instance(s)");
     }
 
     // Registrations per address.
-    let register_from = |server: &TestServer, username: &str| {
-        let body = json!({"username": username, "password": PASSWORD});
-        server.request(Method::POST, "/auth/register", move |r| {
-            r.header("x-forwarded-for", "203.0.113.5").json(&body)
-        })
-    };
-    assert_eq!(register_from(&a, "carol").await.status(), StatusCode::CREATED);
-    assert_eq!(register_from(&b, "dave").await.status(), StatusCode::CREATED);
-    assert_eq!(register_from(&a, "erin").await.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        register_from(&a, "203.0.113.9", "carol").await.status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        register_from(&b, "203.0.113.9", "dave").await.status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        register_from(&a, "203.0.113.9", "erin").await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
 
     // Refreshes per session.
     let mut session = a.login_ok("carol").await;
