@@ -299,7 +299,12 @@ impl Limits {
     /// unit of each login limit, or refuses it (see the module's notes).
     pub async fn login_attempt(&self, username_key: &str, address: &str) -> Result<LoginAttempt, AuthError> {
         let now = self.now();
-        let username: String = username_key.chars().take(MAX_KEY_CHARS).collect();
+        // PostgreSQL's text cannot hold NUL, which no account name has.
+        let username: String = username_key
+            .chars()
+            .take(MAX_KEY_CHARS)
+            .map(|c| if c == '\0' { char::REPLACEMENT_CHARACTER } else { c })
+            .collect();
         // An address key has no space: the pair's parts cannot run together.
         let pair = format!("{address} {username}");
         self.spend(self.login_per_ip, address, now).await?;
