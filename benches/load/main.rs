@@ -82,6 +82,7 @@ fn bench_settings(database_url: String) -> Settings {
         database_url,
         cookie_secure: false,
         login_failures_per_username: unlimited,
+        login_failures_per_username_and_ip: unlimited,
         login_failures_per_ip: unlimited,
         registrations_per_ip: unlimited,
         refreshes_per_session: unlimited,

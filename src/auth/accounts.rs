@@ -15,9 +15,8 @@ impl Auth {
         // Without a known address (the router served without connection
         // info) every such request shares one key, as at login.
         self.limits
-            .registrations_per_ip
-            .check(&address_key(client.ip.as_deref().unwrap_or_default()))
-            .map_err(|retry_after| AuthError::RateLimited { retry_after })?;
+            .registration(&address_key(client.ip.as_deref().unwrap_or_default()))
+            .await?;
         let user = self.create_user(&username, Password::new(password), ROLE_USER).await?;
         self.start_session(&user, client, AuditKind::Register).await
     }
@@ -53,7 +52,8 @@ impl Auth {
     }
 
     /// Changes the password and revokes every other session of the user. A
-    /// wrong current password counts against the username's login limit.
+    /// wrong current password counts as a failed login of the user from the
+    /// caller's address.
     pub async fn change_password(
         &self,
         claims: &AccessClaims,
@@ -66,11 +66,8 @@ impl Auth {
             .await?
             .ok_or(AuthError::InvalidToken)?;
         let name_key = username_rule::key(&user.username);
-        let _attempt = self
-            .limits
-            .login_per_username
-            .admit(&name_key)
-            .map_err(|retry_after| AuthError::RateLimited { retry_after })?;
+        let ip_key = address_key(client.ip.as_deref().unwrap_or_default());
+        let attempt = self.limits.login_attempt(&name_key, &ip_key).await?;
         let verification = if change.current_password.chars().count() > password_rule::MAX_CHARS {
             Verification::Mismatch
         } else {
@@ -79,11 +76,9 @@ impl Auth {
                 .await?
         };
         if verification == Verification::Mismatch {
-            return Err(match self.limits.login_per_username.record_failure(&name_key) {
-                Err(retry_after) => AuthError::RateLimited { retry_after },
-                Ok(()) => AuthError::WrongPassword,
-            });
+            return Err(AuthError::WrongPassword);
         }
+        self.limits.login_succeeded(attempt).await?;
         let strength = password_rule::check(&change.new_password, &[&user.username]);
         if !strength.acceptable() {
             return Err(AuthError::WeakPassword(strength.reasons));

@@ -33,10 +33,8 @@ impl Auth {
         let Credentials { username, password } = credentials;
         let name_key = username_rule::key(&username);
         let ip_key = address_key(client.ip.as_deref().unwrap_or_default());
-        let limited = |retry_after| AuthError::RateLimited { retry_after };
-        // Held until this login is decided (see `FailureLimit`).
-        let _by_ip = self.limits.login_per_ip.admit(&ip_key).map_err(limited)?;
-        let _by_name = self.limits.login_per_username.admit(&name_key).map_err(limited)?;
+        // Counted as failed unless the password is right (see `limits`).
+        let attempt = self.limits.login_attempt(&name_key, &ip_key).await?;
 
         // Over-long passwords are refused before any hashing work. A name no
         // account can have is looked up nowhere but still costs a (dummy) verify,
@@ -56,9 +54,6 @@ impl Auth {
         };
         let Verification::Match { needs_rehash } = verification else {
             let shown: String = username.chars().filter(|c| !c.is_control()).take(64).collect();
-            // Counted first: a failed audit write must not leave the attempt uncounted.
-            let by_ip = self.limits.login_per_ip.record_failure(&ip_key);
-            let by_name = self.limits.login_per_username.record_failure(&name_key);
             self.audit(Event {
                 kind: AuditKind::LoginFailed,
                 at: self.now(),
@@ -68,11 +63,9 @@ impl Auth {
                 detail: Some(format!("username: {shown}")),
             })
             .await?;
-            return match (by_ip, by_name) {
-                (Err(retry_after), _) | (_, Err(retry_after)) => Err(AuthError::RateLimited { retry_after }),
-                _ => Err(AuthError::InvalidCredentials),
-            };
+            return Err(AuthError::InvalidCredentials);
         };
+        self.limits.login_succeeded(attempt).await?;
         let Some(user) = known else {
             return Err(AuthError::InvalidCredentials);
         };

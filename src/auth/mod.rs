@@ -124,7 +124,7 @@ impl Auth {
         let keys = Arc::new(KeyRing::load(store.clone(), settings.access_ttl, encryption, now).await?);
         let tokens = AccessTokens::new(keys, settings.issuer.clone(), settings.audience.clone(), settings.access_ttl);
         let auth = Self {
-            limits: Limits::new(&settings, clock.clone()),
+            limits: Limits::new(&settings, clock.clone(), &store),
             page_lookups: PageLookups::new(settings.refresh_grace),
             revoked: RevokedSessions::new(settings.revocation_memory()),
             store,

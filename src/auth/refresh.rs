@@ -72,9 +72,11 @@ impl Auth {
             tracing::debug!(outcome = "unknown", "refresh refused");
             return Ok(Presentation::Refused);
         };
-        if let Err(retry_after) = self.limits.refreshes_per_session.check(&found.session.id) {
-            tracing::info!(outcome = "rate_limited", session = %found.session.id, "refresh refused");
-            return Err(AuthError::RateLimited { retry_after });
+        if let Err(refused) = self.limits.refresh(&mut found).await {
+            if matches!(refused, AuthError::RateLimited { .. }) {
+                tracing::info!(outcome = "rate_limited", session = %found.session.id, "refresh refused");
+            }
+            return Err(refused);
         }
         let rules = RotationRules {
             now,

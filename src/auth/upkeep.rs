@@ -14,9 +14,10 @@ const PRUNE_SESSIONS: i64 = 100;
 const PRUNE_EVENTS: i64 = 1000;
 
 impl Auth {
-    /// Forgets old revocations, expired verified tokens and idle rate-limit
-    /// state, picks up keys rotated and sessions revoked by other instances
-    /// sharing the database, and deletes what is kept no longer (see
+    /// Forgets old revocations, expired verified tokens and spent rate-limit
+    /// state (in memory, or the rows shared on PostgreSQL), picks up keys
+    /// rotated and sessions revoked by other instances sharing the database,
+    /// and deletes what is kept no longer (see
     /// [`Auth::delete_expired_records`]): once an hour, or at every upkeep
     /// while a backlog lasts.
     pub async fn maintain(&self) -> Result<(), AuthError> {
@@ -24,7 +25,7 @@ impl Auth {
         self.revoked.prune(now);
         self.tokens.forget_expired(now);
         self.page_lookups.forget_expired(now);
-        self.limits.forget_idle();
+        self.limits.forget_expired().await?;
         self.load_revocations(now).await?;
         self.tokens.keys().reload(now).await?;
         if now >= self.prune_due_at.load(Ordering::Relaxed) {

@@ -140,9 +140,19 @@ declare_settings! {
             format!("must be 0 (one per core) to {MAX_HASH_CONCURRENCY}: each is a thread with its own argon2 memory"),
         );
 
-    /// Failed logins allowed per username.
+    /// Failed logins allowed per username, from every address together; past
+    /// them each address waits a growing delay before each attempt.
     login_failures_per_username: RateLimit = RateLimit { count: 5, per_seconds: 60 },
         env "GATEHOUSE_LOGIN_FAILURES_PER_USERNAME";
+
+    /// Failed logins allowed per username from one client address; past them
+    /// that address is refused for that username.
+    login_failures_per_username_and_ip: RateLimit = RateLimit { count: 5, per_seconds: 60 },
+        env "GATEHOUSE_LOGIN_FAILURES_PER_USERNAME_AND_IP";
+
+    /// The longest delay a username past its allowance makes each address wait.
+    login_delay_max: i64 = 60, env "GATEHOUSE_LOGIN_DELAY_MAX",
+        valid |max, _| require((1..=3600).contains(max), max, "must be 1 to 3600 seconds");
 
     /// Failed logins allowed per client address.
     login_failures_per_ip: RateLimit = RateLimit { count: 20, per_seconds: 60 },

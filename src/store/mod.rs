@@ -16,6 +16,7 @@ use tokio::sync::OwnedMutexGuard;
 
 mod audit;
 mod keys;
+mod limits;
 mod notify;
 mod refresh_tokens;
 mod sessions;
@@ -24,6 +25,7 @@ mod writer;
 
 pub use audit::AuditRecord;
 pub use keys::KeyRecord;
+pub use limits::Rate;
 pub use notify::{Listener, MAX_NOTICE_BYTES};
 pub use refresh_tokens::{PresentedToken, Successor, TokenState};
 pub use sessions::{NewSession, SessionRecord};

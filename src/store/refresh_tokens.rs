@@ -41,7 +41,7 @@ pub struct PresentedToken {
     pub session: SessionRecord,
     pub token: TokenState,
     hash: String,
-    conn: Option<PoolConnection<Any>>,
+    pub(super) conn: Option<PoolConnection<Any>>,
 }
 
 impl PresentedToken {

@@ -141,7 +141,8 @@ async fn failed_logins_are_rate_limited_per_username(backend: Backend) {
     assert!((1..=60).contains(&retry), "Retry-After {retry}");
     assert_eq!(error_code(limited).await, "rate_limited");
     let even_right = server.login("alice", PASSWORD).await;
-    assert_eq!(even_right.status(), StatusCode::TOO_MANY_REQUESTS, "blocked means blocked");
+    let waits = "the name waits its turn, right password or not";
+    assert_eq!(even_right.status(), StatusCode::TOO_MANY_REQUESTS, "{waits}");
     server.register("bob").await;
     assert_eq!(server.login("bob", PASSWORD).await.status(), StatusCode::OK, "other names unaffected");
     server.finish().await;
@@ -170,7 +171,7 @@ async fn failed_logins_sent_at_once_are_rate_limited_too(backend: Backend) {
         .await
         .unwrap();
     pool.close().await;
-    // 3 failures allowed, at most 3 attempts under way at once.
+    // 3 failures allowed, each spent before its password is checked.
     assert!((1..=6).contains(&hashed), "{hashed} of 40 attempts sent at once were hashed: {statuses:?}");
     // The burst spent part of the allowance: a few more failures block the name.
     let mut later = Vec::new();

@@ -7,6 +7,7 @@ mod accounts;
 mod adversarial;
 mod auth_api;
 mod cli;
+mod limits;
 mod live;
 mod migrations;
 mod pages;

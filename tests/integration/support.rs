@@ -47,6 +47,7 @@ pub fn test_settings() -> Settings {
         argon2_memory_kib: 1024,
         argon2_iterations: 1,
         login_failures_per_username: RateLimit { count: 100, per_seconds: 60 },
+        login_failures_per_username_and_ip: RateLimit { count: 100, per_seconds: 60 },
         login_failures_per_ip: RateLimit { count: 1000, per_seconds: 60 },
         registrations_per_ip: RateLimit { count: 1000, per_seconds: 60 },
         refreshes_per_session: RateLimit { count: 1000, per_seconds: 60 },

@@ -211,6 +211,7 @@ async fn request_bodies_never_fail_the_server(backend: Backend) {
     let server = TestServer::start_with(backend, |s| {
         s.login_failures_per_ip.count = 1_000_000;
         s.login_failures_per_username.count = 1_000_000;
+        s.login_failures_per_username_and_ip.count = 1_000_000;
         s.registrations_per_ip.count = 1_000_000;
     })
     .await;

@@ -104,6 +104,7 @@ async fn mixed_load_has_no_5xx_and_memory_levels_off(backend: Backend) {
         // Short-lived tokens, so the run sees them expire and be forgotten.
         ("GATEHOUSE_ACCESS_TTL", "15"),
         ("GATEHOUSE_LOGIN_FAILURES_PER_USERNAME", "1000000/minute"),
+        ("GATEHOUSE_LOGIN_FAILURES_PER_USERNAME_AND_IP", "1000000/minute"),
         ("GATEHOUSE_LOGIN_FAILURES_PER_IP", "1000000/minute"),
         ("GATEHOUSE_REGISTRATIONS_PER_IP", "1000/minute"),
     ];
