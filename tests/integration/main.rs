@@ -10,6 +10,7 @@ mod cli;
 mod live;
 mod migrations;
 mod pages;
+mod paging;
 mod process;
 mod refresh;
 mod sessions;
