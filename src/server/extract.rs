@@ -146,11 +146,8 @@ impl FromRequestParts<AppState> for ListPage {
 
 /// The page of a list that `query` asks for.
 pub fn page_request(query: Option<&str>) -> Result<PageRequest, AuthError> {
-    let limit = match query_param(query, "limit") {
-        // Out of `u32`'s range is out of the page's range too.
-        Some(limit) => Some(limit.parse::<u32>().unwrap_or(0)),
-        None => None,
-    };
+    // Out of `u32`'s range is out of the page's range too.
+    let limit = query_param(query, "limit").map(|limit| limit.parse::<u32>().unwrap_or(0));
     let cursor = query_param(query, "cursor").filter(|cursor| !cursor.is_empty());
     PageRequest::new(limit, cursor)
 }
