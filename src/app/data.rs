@@ -1,10 +1,10 @@
-//! What protected pages show besides the session. The server's page guard
+//! What protected pages show besides the session: pages of lists. The server's page guard
 //! loads it from the auth core before the page renders (the page's `preload`,
 //! named in its line of the page table, puts it into the request with
 //! `insert_preloaded`) and the page reads it from the request; the same value
 //! reaches the browser in the hydration data. A page reached by client-side
-//! navigation, or told to reload, fetches it from the HTTP API through the one
-//! API client.
+//! navigation, told to reload, or sent to another page of its list (its URL's
+//! cursor), fetches it from the HTTP API through the one API client.
 //!
 //! A signal and a fetch rather than `Resource` and `<Suspense>`: nothing here
 //! waits during the server render, and the WASM carries none of the async
@@ -13,8 +13,11 @@
 
 use leptos::either::EitherOf3;
 use leptos::prelude::*;
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use crate::protocol::Paged;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum LoadError {
@@ -24,33 +27,37 @@ pub enum LoadError {
     Forbidden,
     #[error("The server could not answer just now. Try again.")]
     Unavailable,
+    #[error("That page of the list does not exist. Start again from the first page.")]
+    BadPage,
 }
 
 /// A page's data: `None` until it has arrived.
 pub type PageData<T> = RwSignal<Option<Result<T, LoadError>>>;
 
-/// The data of type `T` that the page guard loaded for this page, or, in the
-/// browser, from `api_path`. Runs `reload_on` in an effect and fetches again
-/// whenever what it reads changes; the value shown stays until the new one
+/// The page of a list of `T` that the page guard loaded for this page, or, in
+/// the browser, from `api_path()`. Runs `api_path` and `reload_on` in an
+/// effect and fetches again whenever what they read changes (the page's URL
+/// moving to another cursor, say); the value shown stays until the new one
 /// arrives.
-pub fn page_data<T>(api_path: &'static str, reload_on: impl Fn() + 'static) -> PageData<T>
+pub fn page_data<T>(api_path: impl Fn() -> String + 'static, reload_on: impl Fn() + 'static) -> PageData<Paged<T>>
 where
     T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    let data = RwSignal::new(SharedValue::new(preloaded::<T>).into_inner());
+    let data = RwSignal::new(SharedValue::new(preloaded::<Paged<T>>).into_inner());
     #[cfg(feature = "hydrate")]
     {
         let store = crate::app::auth_store::AuthStore::from_context();
         let latest = StoredValue::new(0u32);
         Effect::new(move |seen: Option<()>| {
             reload_on();
+            let path = api_path();
             // After hydration the server's value is current; a client-side
             // navigation has none yet.
             if seen.is_some() || data.with_untracked(Option::is_none) {
                 latest.update_value(|n| *n = n.wrapping_add(1));
                 let this = latest.get_value();
                 leptos::task::spawn_local(async move {
-                    let loaded = browser::load(store, api_path).await;
+                    let loaded = browser::load(store, &path).await;
                     // An answer overtaken by a later request is dropped.
                     if latest.get_value() == this {
                         data.set(Some(loaded));
@@ -62,6 +69,16 @@ where
     #[cfg(not(feature = "hydrate"))]
     let _ = (api_path, reload_on);
     data
+}
+
+/// `path` with `?cursor=` when there is one: the API path of a page of a list.
+pub fn with_cursor(path: &str, cursor: Option<String>) -> String {
+    match cursor {
+        Some(cursor) if !cursor.is_empty() => {
+            format!("{path}?cursor={}", utf8_percent_encode(&cursor, NON_ALPHANUMERIC))
+        }
+        _ => path.to_string(),
+    }
 }
 
 /// `data` rendered by `render`, with a placeholder until it arrives and the
@@ -89,11 +106,12 @@ fn preloaded<T: Clone + Send + Sync + 'static>() -> Option<Result<T, LoadError>>
 }
 
 #[cfg(feature = "ssr")]
-pub use server::insert_preloaded;
+pub use server::{insert_preloaded, requested_page};
 
 #[cfg(feature = "ssr")]
 mod server {
     use super::LoadError;
+    use crate::auth::paging::PageRequest;
     use crate::auth::AuthError;
 
     /// A page's data in the request's extensions, by its type.
@@ -105,12 +123,24 @@ mod server {
             match err {
                 AuthError::Forbidden => Self::Forbidden,
                 AuthError::InvalidToken | AuthError::TokenExpired | AuthError::SessionRevoked => Self::SignedOut,
+                AuthError::BadPage(_) => Self::BadPage,
                 other => {
                     tracing::error!(error = %crate::auth::WithSources(&other), "loading page data failed");
                     Self::Unavailable
                 }
             }
         }
+    }
+
+    /// The page of a list that this page's URL asks for with its query
+    /// parameter `param` (a cursor; the default number of items). The router
+    /// keeps the URL as it arrived in the request's extensions.
+    pub fn requested_page(extensions: &http::Extensions, param: &str) -> Result<PageRequest, AuthError> {
+        let query = extensions
+            .get::<axum::extract::OriginalUri>()
+            .and_then(|uri| uri.0.query().map(str::to_string));
+        let cursor = crate::server::extract::query_param(query.as_deref(), param).filter(|c| !c.is_empty());
+        PageRequest::new(None, cursor)
     }
 
     /// Puts what a page's `preload` loaded into the request, where
@@ -130,19 +160,21 @@ mod browser {
     use super::LoadError;
     use crate::app::auth_store::AuthStore;
     use crate::app::client::{Api, ClientError};
+    use crate::protocol::Paged;
 
     impl From<ClientError> for LoadError {
         fn from(err: ClientError) -> Self {
             match err {
                 ClientError::SignedOut => Self::SignedOut,
                 ClientError::Refused { status: 403, .. } => Self::Forbidden,
+                ClientError::Refused { status: 400, .. } => Self::BadPage,
                 ClientError::Refused { status: 401, .. } => Self::SignedOut,
                 _ => Self::Unavailable,
             }
         }
     }
 
-    pub async fn load<T: DeserializeOwned>(store: AuthStore, path: &str) -> Result<T, LoadError> {
-        Ok(Api::new(store).get(path).await?)
+    pub async fn load<T: DeserializeOwned>(store: AuthStore, path: &str) -> Result<Paged<T>, LoadError> {
+        Ok(Api::new(store).get_list(path).await?)
     }
 }

@@ -2,12 +2,10 @@
 //! (from the command line) a user's role.
 
 use super::audit::{AuditKind, Event};
+use super::paging::{timed_key, List, PageRequest};
 use super::{Auth, AuthError, ClientInfo, ROLE_ADMIN};
-use crate::protocol::{username_rule, AccessClaims, AuditEventView, UserView};
+use crate::protocol::{username_rule, AccessClaims, AuditEventView, Paged, UserView};
 use crate::store::UserRecord;
-
-/// How many users or events the admin listings return at most.
-const ADMIN_LIST_LIMIT: i64 = 200;
 
 fn require_admin(claims: &AccessClaims) -> Result<(), AuthError> {
     if claims.role == ROLE_ADMIN {
@@ -18,26 +16,41 @@ fn require_admin(claims: &AccessClaims) -> Result<(), AuthError> {
 }
 
 impl Auth {
-    pub async fn admin_users(&self, claims: &AccessClaims) -> Result<Vec<UserView>, AuthError> {
+    /// Users by name (case-folded), a page at a time.
+    pub async fn admin_users(&self, claims: &AccessClaims, page: &PageRequest) -> Result<Paged<UserView>, AuthError> {
         require_admin(claims)?;
-        let users = self.store.list_users(ADMIN_LIST_LIMIT).await?;
-        Ok(users
-            .into_iter()
-            .map(|u| UserView {
+        let after = page.after_named(List::Users)?;
+        let users = self.store.list_users(after.as_deref(), page.rows()).await?;
+        Ok(page.page(
+            List::Users,
+            users,
+            |u| username_rule::key(&u.username),
+            |u| UserView {
                 id: u.id,
                 username: u.username,
                 role: u.role,
                 created_at: u.created_at,
-            })
-            .collect())
+            },
+        ))
     }
 
-    pub async fn admin_events(&self, claims: &AccessClaims) -> Result<Vec<AuditEventView>, AuthError> {
+    /// Audit events, the newest first, a page at a time.
+    pub async fn admin_events(
+        &self,
+        claims: &AccessClaims,
+        page: &PageRequest,
+    ) -> Result<Paged<AuditEventView>, AuthError> {
         require_admin(claims)?;
-        let events = self.store.recent_audit(ADMIN_LIST_LIMIT).await?;
-        Ok(events
-            .into_iter()
-            .map(|e| AuditEventView {
+        let after = page.after_timed(List::Events)?;
+        let events = self
+            .store
+            .recent_audit(after.as_ref().map(|(at, id)| (*at, id.as_str())), page.rows())
+            .await?;
+        Ok(page.page(
+            List::Events,
+            events,
+            |e| timed_key(e.at, &e.id),
+            |e| AuditEventView {
                 id: e.id,
                 at: e.at,
                 kind: e.kind,
@@ -47,8 +60,8 @@ impl Auth {
                 ip: e.ip,
                 user_agent: e.user_agent,
                 detail: e.detail,
-            })
-            .collect())
+            },
+        ))
     }
 
     /// Gives the account of `username` the role `role` and ends every session

@@ -13,6 +13,8 @@ pub enum AuditKind {
     Logout,
     LogoutAll,
     SessionRevoked,
+    /// A session ended to make room for a new one (`max_sessions_per_user`).
+    SessionEvicted,
     PasswordChanged,
     RoleChanged,
 }
@@ -27,6 +29,7 @@ impl AuditKind {
             Self::Logout => "logout",
             Self::LogoutAll => "logout_all",
             Self::SessionRevoked => "session_revoked",
+            Self::SessionEvicted => "session_evicted",
             Self::PasswordChanged => "password_changed",
             Self::RoleChanged => "role_changed",
         }

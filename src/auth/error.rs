@@ -33,6 +33,9 @@ pub enum AuthError {
     Forbidden,
     #[error("Not found.")]
     NotFound,
+    /// A list asked for with a limit out of range or a cursor it did not give out.
+    #[error("{0}")]
+    BadPage(String),
     #[error("The database is unavailable.")]
     Unavailable(#[source] StoreError),
     #[error("storage failure")]

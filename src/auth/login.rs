@@ -101,7 +101,9 @@ impl Auth {
 
     /// Starts a session for `user`, recording `started_by` (a login or a
     /// registration) with it, unless the user's password has changed from
-    /// `user.password_hash` meanwhile; then tells the user's sockets.
+    /// `user.password_hash` meanwhile; ends the user's least recently used
+    /// sessions beyond `max_sessions_per_user` with it; then tells the user's
+    /// sockets.
     pub(super) async fn start_session(
         &self,
         user: &UserRecord,
@@ -121,7 +123,19 @@ impl Auth {
             detail: None,
         }
         .record();
-        let session = self
+        let made_room = format!("made room for session {id}");
+        let evicted = |evicted_id: &str| {
+            Event {
+                kind: AuditKind::SessionEvicted,
+                at: now,
+                account: Some(user.into()),
+                session_id: Some(evicted_id),
+                client,
+                detail: Some(made_room.clone()),
+            }
+            .record()
+        };
+        let created = self
             .store
             .create_session(
                 &NewSession {
@@ -136,11 +150,15 @@ impl Auth {
                     ip: client.ip.clone(),
                     token_hash: refresh.hash(),
                     password_hash: user.password_hash.clone(),
+                    max_live: self.settings.max_sessions_per_user,
                 },
                 &event,
+                evicted,
             )
             .await?
             .ok_or(AuthError::InvalidCredentials)?;
+        let session = created.session;
+        self.sessions_revoked(&user.id, created.evicted, "evicted", now).await;
         let access = self.tokens.issue((&session).into(), now)?;
         self.session_created(&session).await;
         Ok(NewTokens {

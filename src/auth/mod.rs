@@ -12,7 +12,7 @@
 //!   the refresh cookie;
 //! - [`sessions`]: checking access tokens, logout, listing and revoking
 //!   sessions;
-//! - [`admin`]: the admin listings; [`audit`]: the audit trail;
+//! - [`admin`]: the admin listings, paged by [`paging`]; [`audit`]: the audit trail;
 //! - [`upkeep`]: periodic pruning and catching up with other instances;
 //!   [`events`]: session events to sockets and other instances.
 //!
@@ -36,6 +36,7 @@ pub mod limits;
 mod login;
 mod page_lookups;
 mod page_session;
+pub mod paging;
 pub mod password;
 mod refresh;
 pub mod refresh_token;

@@ -7,10 +7,16 @@ use std::sync::Arc;
 use super::access_token::TokenError;
 use super::audit::{Account, AuditKind, Event};
 use super::events::SessionEvent;
+use super::paging::{timed_key, List, PageRequest};
 use super::refresh_token::RefreshToken;
 use super::rotation::{self, RotationRules, Verdict};
 use super::{Auth, AuthError, ClientInfo};
-use crate::protocol::{AccessClaims, SessionView};
+use crate::protocol::{AccessClaims, Paged, SessionView};
+
+/// Sessions one transaction of `logout_all` revokes: on SQLite the write lock
+/// is held for one such chunk at a time (a few milliseconds), so other writes
+/// wait that long at most.
+const LOGOUT_ALL_CHUNK: i64 = 500;
 
 impl Auth {
     /// Checks an access token completely (RFC 9068 §4, RFC 8725): signature,
@@ -79,11 +85,23 @@ impl Auth {
         Ok(())
     }
 
+    /// Revokes every session of the user made until now, a chunk at a time,
+    /// each chunk refused here and told to the others as soon as it commits.
     pub async fn logout_all(&self, claims: &AccessClaims, client: &ClientInfo) -> Result<(), AuthError> {
         let now = self.now();
-        let revoked = self.store.revoke_user_sessions(&claims.sub, "logout_all", now).await?;
-        let detail = format!("{} sessions revoked", revoked.len());
-        self.sessions_revoked(&claims.sub, revoked, "logout_all", now).await;
+        let mut count = 0;
+        loop {
+            let revoked = self
+                .store
+                .revoke_user_sessions_chunk(&claims.sub, "logout_all", now, LOGOUT_ALL_CHUNK)
+                .await?;
+            if revoked.is_empty() {
+                break;
+            }
+            count += revoked.len();
+            self.sessions_revoked(&claims.sub, revoked, "logout_all", now).await;
+        }
+        let detail = format!("{count} sessions revoked");
         // The token's name, as `me` takes it; read only for a token without one.
         let user = if claims.preferred_username.is_empty() {
             self.store.user_by_id(&claims.sub).await.ok().flatten()
@@ -108,11 +126,19 @@ impl Auth {
         Ok(())
     }
 
-    pub async fn sessions(&self, claims: &AccessClaims) -> Result<Vec<SessionView>, AuthError> {
-        let sessions = self.store.live_sessions(&claims.sub, self.now()).await?;
-        Ok(sessions
-            .into_iter()
-            .map(|s| SessionView {
+    /// The caller's live sessions, the newest first, a page at a time.
+    pub async fn sessions(&self, claims: &AccessClaims, page: &PageRequest) -> Result<Paged<SessionView>, AuthError> {
+        let after = page.after_timed(List::Sessions)?;
+        let after = after.as_ref().map(|(created_at, id)| (*created_at, id.as_str()));
+        let sessions = self
+            .store
+            .live_sessions(&claims.sub, self.now(), after, page.rows())
+            .await?;
+        Ok(page.page(
+            List::Sessions,
+            sessions,
+            |s| timed_key(s.created_at, &s.id),
+            |s| SessionView {
                 current: s.id == claims.sid,
                 expires_at: s.ends_at(),
                 id: s.id,
@@ -120,8 +146,8 @@ impl Auth {
                 last_used_at: s.last_used_at,
                 user_agent: s.user_agent,
                 ip: s.ip,
-            })
-            .collect())
+            },
+        ))
     }
 
     /// Revokes one of the caller's own sessions; another user's is "not

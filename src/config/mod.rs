@@ -166,6 +166,11 @@ declare_settings! {
     refreshes_per_session: RateLimit = RateLimit { count: 60, per_seconds: 60 },
         env "GATEHOUSE_REFRESHES_PER_SESSION";
 
+    /// Live sessions a user may have at once: a login or registration beyond
+    /// it ends the least recently used.
+    max_sessions_per_user: i64 = 100, env "GATEHOUSE_MAX_SESSIONS_PER_USER",
+        valid |max, _| require((1..=10_000).contains(max), max, "must be 1 to 10000");
+
     /// A session that ended (logged out, revoked, expired) is deleted with its
     /// refresh tokens this long after.
     ended_session_retention: i64 = 30 * DAY, env "GATEHOUSE_ENDED_SESSION_RETENTION",

@@ -114,6 +114,33 @@ pub struct AuditEventView {
     pub detail: Option<String>,
 }
 
+/// One page of a list (`GET /auth/sessions`, `/api/admin/users`,
+/// `/api/admin/events`): its items and, if more follow, the cursor of the next
+/// page. Over HTTP the body is `items` alone, as before lists paged, and the
+/// cursor comes in a `Link: <…?limit=…&cursor=…>; rel="next"` header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Paged<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// The `cursor` parameter of the `rel="next"` target in a `Link` header.
+pub fn next_cursor(link: &str) -> Option<String> {
+    let target = link
+        .split(',')
+        .find(|part| part.split(';').skip(1).any(|param| param.trim() == r#"rel="next""#))?;
+    let url = target.split_once('<')?.1.split_once('>')?.0;
+    let query = url.split_once('?')?.1;
+    query.split('&').find_map(|pair| {
+        let value = pair.strip_prefix("cursor=")?;
+        Some(
+            percent_encoding::percent_decode_str(value)
+                .decode_utf8_lossy()
+                .into_owned(),
+        )
+    })
+}
+
 /// Every error response: a stable machine-readable code and a sentence for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -148,6 +175,20 @@ pub struct AccessClaims {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_cursor_is_read_from_a_link_header() {
+        assert_eq!(
+            next_cursor(r#"</auth/sessions?limit=5&cursor=czox>; rel="next""#).as_deref(),
+            Some("czox")
+        );
+        assert_eq!(
+            next_cursor(r#"</x?cursor=a>; rel="prev", </x?limit=1&cursor=b%3D>; rel="next""#).as_deref(),
+            Some("b=")
+        );
+        assert_eq!(next_cursor(r#"</x?cursor=a>; rel="prev""#), None);
+        assert_eq!(next_cursor("garbage"), None);
+    }
 
     #[test]
     fn debug_output_hides_passwords_and_tokens() {

@@ -9,10 +9,11 @@ use axum::{Json, Router};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use super::error::ApiError;
-use super::extract::{Authenticated, Client, JsonBody, RefreshCookie};
+use super::extract::{Authenticated, Client, JsonBody, ListPage, RefreshCookie};
 use super::AppState;
+use crate::auth::paging::PageRequest;
 use crate::auth::{AuthError, NewTokens};
-use crate::protocol::{Credentials, PasswordChange, TokenResponse};
+use crate::protocol::{Credentials, Paged, PasswordChange, TokenResponse};
 
 pub fn routes() -> Router<AppState> {
     let api = Router::new()
@@ -106,8 +107,31 @@ async fn logout_all(
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, state.cookies.clear())]).into_response())
 }
 
-async fn sessions(State(state): State<AppState>, Authenticated(claims): Authenticated) -> Result<Response, ApiError> {
-    Ok(Json(state.auth.sessions(&claims).await?).into_response())
+async fn sessions(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    ListPage(page): ListPage,
+) -> Result<Response, ApiError> {
+    Ok(list_response(
+        "/auth/sessions",
+        &page,
+        state.auth.sessions(&claims, &page).await?,
+    ))
+}
+
+/// A page of a list: its items as the body (the JSON array clients read before
+/// lists paged), and where the next page is in `Link` (RFC 8288).
+fn list_response<T: serde::Serialize>(path: &str, page: &PageRequest, paged: Paged<T>) -> Response {
+    let mut response = Json(paged.items).into_response();
+    // A cursor is base64url: nothing in it needs escaping in a URL.
+    let link = paged
+        .next_cursor
+        .map(|cursor| format!(r#"<{path}?limit={}&cursor={cursor}>; rel="next""#, page.limit()))
+        .and_then(|link| HeaderValue::from_str(&link).ok());
+    if let Some(link) = link {
+        response.headers_mut().insert(header::LINK, link);
+    }
+    response
 }
 
 async fn revoke_session(
@@ -134,15 +158,28 @@ async fn me(State(state): State<AppState>, Authenticated(claims): Authenticated)
     Ok(Json(state.auth.me(&claims).await?).into_response())
 }
 
-async fn admin_users(State(state): State<AppState>, Authenticated(claims): Authenticated) -> Result<Response, ApiError> {
-    Ok(Json(state.auth.admin_users(&claims).await?).into_response())
+async fn admin_users(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    ListPage(page): ListPage,
+) -> Result<Response, ApiError> {
+    Ok(list_response(
+        "/api/admin/users",
+        &page,
+        state.auth.admin_users(&claims, &page).await?,
+    ))
 }
 
 async fn admin_events(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
+    ListPage(page): ListPage,
 ) -> Result<Response, ApiError> {
-    Ok(Json(state.auth.admin_events(&claims).await?).into_response())
+    Ok(list_response(
+        "/api/admin/events",
+        &page,
+        state.auth.admin_events(&claims, &page).await?,
+    ))
 }
 
 async fn jwks(State(state): State<AppState>) -> Response {

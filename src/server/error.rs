@@ -73,6 +73,7 @@ impl ApiError {
                 A::WrongPassword => (StatusCode::UNAUTHORIZED, "wrong_password"),
                 A::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
                 A::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+                A::BadPage(_) => (StatusCode::BAD_REQUEST, "bad_request"),
                 A::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
                 A::Store(_) | A::Hashing(_) | A::Keys(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             },

@@ -1,6 +1,6 @@
 //! What handlers read from a request: the caller's access token, address and
 //! user agent, the refresh cookie, JSON bodies answered in the app's error
-//! format, and query parameters.
+//! format, which page of a list, and query parameters.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -15,7 +15,8 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::auth::ClientInfo;
+use crate::auth::paging::PageRequest;
+use crate::auth::{AuthError, ClientInfo};
 use crate::protocol::AccessClaims;
 
 /// A request carrying a valid access token of a live session.
@@ -30,7 +31,7 @@ impl FromRequestParts<AppState> for Authenticated {
             .get(header::AUTHORIZATION)
             .ok_or(ApiError::MissingToken)?
             .to_str()
-            .map_err(|_| ApiError::Auth(crate::auth::AuthError::InvalidToken))?;
+            .map_err(|_| ApiError::Auth(AuthError::InvalidToken))?;
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
@@ -128,6 +129,27 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             Err(other) => Err(ApiError::Malformed(format!("The body is not valid JSON: {}", other.body_text()))),
         }
     }
+}
+
+/// Which page of a list: `?limit=&cursor=`, both optional (an empty cursor is
+/// none). A limit that is not a number in range, or a cursor the list did not
+/// give out, is 400 `bad_request`.
+pub struct ListPage(pub PageRequest);
+
+impl FromRequestParts<AppState> for ListPage {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(Self(page_request(parts.uri.query())?))
+    }
+}
+
+/// The page of a list that `query` asks for.
+pub fn page_request(query: Option<&str>) -> Result<PageRequest, AuthError> {
+    // Out of `u32`'s range is out of the page's range too.
+    let limit = query_param(query, "limit").map(|limit| limit.parse::<u32>().unwrap_or(0));
+    let cursor = query_param(query, "cursor").filter(|cursor| !cursor.is_empty());
+    PageRequest::new(limit, cursor)
 }
 
 /// One query parameter, percent-decoded (`+` is a space): the page guard's

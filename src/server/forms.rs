@@ -45,6 +45,9 @@ debug_redacting!(CredentialsForm { username, next; secret: password });
 #[derive(Debug, Deserialize)]
 struct RevokeForm {
     session_id: String,
+    /// The page of the sessions list the form was on, to come back to.
+    #[serde(default)]
+    cursor: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -121,9 +124,15 @@ async fn revoke_session(
             Ok(found) => found,
             Err(response) => return response,
         };
+    let back = match form.cursor.as_deref() {
+        Some(cursor) if !cursor.is_empty() => {
+            format!("{SESSIONS}?cursor={}", utf8_percent_encode(cursor, NON_ALPHANUMERIC))
+        }
+        _ => SESSIONS.to_string(),
+    };
     match state.auth.revoke_session(&claims, &form.session_id, &client).await {
-        Ok(()) => see_other(&with_code(SESSIONS, "notice", "session_revoked"), renewed),
-        Err(err) => see_other(&with_error(SESSIONS, err), renewed),
+        Ok(()) => see_other(&with_code(&back, "notice", "session_revoked"), renewed),
+        Err(err) => see_other(&with_error(&back, err), renewed),
     }
 }
 
@@ -193,8 +202,10 @@ async fn read_form<T: DeserializeOwned>(state: &AppState, request: Request) -> O
     Form::<T>::from_request(request, state).await.ok().map(|Form(form)| form)
 }
 
+/// `page` (which may have a query already) with `kind=code` added to its query.
 fn with_code(page: &str, kind: &str, code: &str) -> String {
-    format!("{page}?{kind}={code}")
+    let separator = if page.contains('?') { '&' } else { '?' };
+    format!("{page}{separator}{kind}={code}")
 }
 
 /// The page again with the API's error code, which the page turns into a sentence.

@@ -66,12 +66,17 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// The newest events first, at most `limit`.
-    pub async fn recent_audit(&self, limit: i64) -> Result<Vec<AuditRecord>, StoreError> {
+    /// At most `limit` events, the newest first (by time, then id), starting
+    /// after the event `after` names by its `(at, id)`.
+    pub async fn recent_audit(&self, after: Option<(i64, &str)>, limit: i64) -> Result<Vec<AuditRecord>, StoreError> {
+        // Without `after`, from before any event there is.
+        let (at, id) = after.unwrap_or((i64::MAX, ""));
         let rows = sqlx::query(
             "SELECT id, at, kind, user_id, username, session_id, ip, user_agent, detail
-             FROM audit_events ORDER BY at DESC, id DESC LIMIT $1",
+             FROM audit_events WHERE at < $1 OR (at = $1 AND id < $2) ORDER BY at DESC, id DESC LIMIT $3",
         )
+        .bind(at)
+        .bind(id)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;

@@ -28,7 +28,7 @@ pub use keys::KeyRecord;
 pub use limits::Rate;
 pub use notify::{Listener, MAX_NOTICE_BYTES};
 pub use refresh_tokens::{PresentedToken, Successor, TokenState};
-pub use sessions::{NewSession, SessionRecord};
+pub use sessions::{CreatedSession, NewSession, SessionRecord};
 pub use users::UserRecord;
 use writer::{SqliteWriter, SqliteWrites, WriterTurn, SQLITE_CONNECTION_PRAGMAS};
 

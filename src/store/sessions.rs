@@ -5,8 +5,9 @@
 //! A session's last use and idle expiry are those of its newest token: a
 //! rotation writes the claimed token and its successor, never the session.
 
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection, Row};
 
 use super::audit::{bind_audit, insert_audit, insert_audit_columns, AuditRecord};
 use super::{Backend, Store, StoreError};
@@ -107,12 +108,25 @@ pub struct NewSession {
     /// no longer this one (a password change committed while the login
     /// hashed), no session is made.
     pub password_hash: String,
+    /// The user's live sessions at most, this one included: the least
+    /// recently used of the others are revoked to make room.
+    pub max_live: i64,
+}
+
+/// A session just made, and the sessions revoked to make room for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedSession {
+    pub session: SessionRecord,
+    pub evicted: Vec<String>,
 }
 
 impl Store {
     /// Creates the session with its first refresh token and records `event`
     /// (the login or registration that started it) in the same transaction:
-    /// a session never exists without its audit row, and it is one commit.
+    /// a session never exists without its audit row. The user's live sessions
+    /// beyond `new.max_live` are revoked in that transaction too, the least
+    /// recently used first, each with the audit row `evicted` makes of its id:
+    /// the cap holds at every commit.
     /// `None`, writing nothing, if the user's password hash is no longer
     /// `new.password_hash`: a password change revokes every session, so a
     /// login checked against the old password must not add one after it.
@@ -120,7 +134,8 @@ impl Store {
         &self,
         new: &NewSession,
         event: &AuditRecord,
-    ) -> Result<Option<SessionRecord>, StoreError> {
+        evicted: impl Fn(&str) -> AuditRecord,
+    ) -> Result<Option<CreatedSession>, StoreError> {
         let session = SessionRecord {
             id: new.id.clone(),
             user_id: new.user_id.clone(),
@@ -134,36 +149,91 @@ impl Store {
             user_agent: new.user_agent.clone(),
             ip: new.ip.clone(),
         };
+        if self.backend == Backend::Sqlite {
+            // The usual case, a user with room for one more, is one batch that
+            // commits with others (`write_batch`); SQLite's one writer makes
+            // its count of live sessions exact.
+            let insert =
+                bind_new_session(sqlx::query(CREATE_SESSION_WITH_ROOM_SQLITE), new, &session, event).bind(new.max_live);
+            if !self.write_batch(insert).await?.is_empty() {
+                return Ok(Some(CreatedSession {
+                    session,
+                    evicted: Vec::new(),
+                }));
+            }
+        }
+        let mut tx = self.begin_write().await?;
+        // On PostgreSQL the user's row is locked until the commit, so logins
+        // of one user make their sessions one after another, each counting
+        // what the one before committed; a password change waits for it too,
+        // and then revokes the new session. SQLite's one writer orders them.
+        let lock = match self.backend {
+            Backend::Postgres => "SELECT 1 FROM users WHERE id = $1 AND password_hash = $2 FOR NO KEY UPDATE",
+            Backend::Sqlite => "SELECT 1 FROM users WHERE id = $1 AND password_hash = $2",
+        };
+        let current = sqlx::query(lock)
+            .bind(&new.user_id)
+            .bind(&new.password_hash)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if current.is_none() {
+            return Ok(None);
+        }
         let statement = match self.backend {
             Backend::Postgres => CREATE_SESSION_POSTGRES,
             Backend::Sqlite => CREATE_SESSION_SQLITE,
         };
-        let query = sqlx::query(statement)
-            .bind(session.id.clone())
-            .bind(session.user_id.clone())
-            .bind(session.created_at)
-            .bind(session.expires_at)
-            .bind(session.user_agent.clone())
-            .bind(session.ip.clone())
-            .bind(new.token_hash.clone())
-            .bind(session.idle_expires_at);
-        let insert = bind_audit(query, event.clone()).bind(new.password_hash.clone());
-        let created = !self.write_batch(insert).await?.is_empty();
-        Ok(created.then_some(session))
+        let created = bind_new_session(sqlx::query(statement), new, &session, event)
+            .fetch_all(&mut *tx)
+            .await?;
+        if created.is_empty() {
+            return Ok(None);
+        }
+        let others = live_session_ids(&mut tx, &new.user_id, &new.id, new.now).await?;
+        let keep = usize::try_from(new.max_live.saturating_sub(1)).unwrap_or(0);
+        let over: Vec<String> = others.into_iter().skip(keep).collect();
+        let evicted_ids = revoke_sessions_in(&mut tx, &over, "evicted", new.now).await?;
+        for id in &evicted_ids {
+            insert_audit(&evicted(id)).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(CreatedSession {
+            session,
+            evicted: evicted_ids,
+        }))
     }
 
     pub async fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
         session_in(&mut *self.acquire().await?, id).await
     }
 
-    /// A user's live sessions, most recently used first.
-    pub async fn live_sessions(&self, user_id: &str, now: i64) -> Result<Vec<SessionRecord>, StoreError> {
+    /// At most `limit` of a user's live sessions, newest first (by creation,
+    /// then id: an order that a session's use does not change), starting after
+    /// the session `after` names by its `(created_at, id)`.
+    pub async fn live_sessions(
+        &self,
+        user_id: &str,
+        now: i64,
+        after: Option<(i64, &str)>,
+        limit: i64,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        // Without `after`, from before any session there is.
+        let (created_at, id) = after.unwrap_or((i64::MAX, ""));
         let sql = format!(
             "SELECT {SESSION_COLUMNS} {NEWEST_TOKEN}
              WHERE s.user_id = $1 AND s.revoked_at IS NULL AND c.idle_expires_at > $2 AND s.expires_at > $2
-             ORDER BY c.issued_at DESC, s.id"
+               AND (s.created_at < $3 OR (s.created_at = $3 AND s.id < $4))
+             ORDER BY s.created_at DESC, s.id DESC
+             LIMIT $5"
         );
-        let rows = sqlx::query(&sql).bind(user_id).bind(now).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql)
+            .bind(user_id)
+            .bind(now)
+            .bind(created_at)
+            .bind(id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.iter().map(SessionRecord::from_row).collect::<Result<_, _>>()?)
     }
 
@@ -200,13 +270,32 @@ impl Store {
         Ok(revoked)
     }
 
-    /// Revokes every unrevoked session of a user; returns their ids.
-    pub async fn revoke_user_sessions(&self, user_id: &str, reason: &str, now: i64) -> Result<Vec<String>, StoreError> {
+    /// Revokes at most `limit` of the user's unrevoked sessions made at or
+    /// before `now`, in a transaction of its own; returns their ids. Called
+    /// until it returns none, it ends every one of them in short transactions:
+    /// on SQLite each holds the write lock for one chunk, and other writes get
+    /// their turn in between.
+    pub async fn revoke_user_sessions_chunk(
+        &self,
+        user_id: &str,
+        reason: &str,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
         let mut tx = self.begin_write().await?;
-        // No session id is empty: none is kept.
-        let ids = revoke_user_sessions_in(&mut tx, user_id, "", reason, now).await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND created_at <= $2 LIMIT $3",
+        )
+        .bind(user_id)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        // On PostgreSQL a session found here may be revoked by another
+        // transaction before the update: only the ones this one revoked count.
+        let revoked = revoke_sessions_in(&mut tx, &ids, reason, now).await?;
         tx.commit().await?;
-        Ok(ids)
+        Ok(revoked)
     }
 
     /// Sets a new password hash and revokes every other session of the user, in
@@ -320,6 +409,72 @@ async fn revoke_user_sessions_in(
         .map_err(Into::into)
 }
 
+/// The ids of a user's live sessions other than `except`, most recently used
+/// first.
+async fn live_session_ids(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    except: &str,
+    now: i64,
+) -> Result<Vec<String>, StoreError> {
+    let sql = format!(
+        "SELECT s.id {NEWEST_TOKEN}
+         WHERE s.user_id = $1 AND s.id <> $2 AND s.revoked_at IS NULL AND c.idle_expires_at > $3 AND s.expires_at > $3
+         ORDER BY c.issued_at DESC, s.created_at DESC, s.id DESC"
+    );
+    Ok(sqlx::query_scalar(&sql)
+        .bind(user_id)
+        .bind(except)
+        .bind(now)
+        .fetch_all(conn)
+        .await?)
+}
+
+/// Revokes the sessions `ids` that are unrevoked; returns the ids it revoked.
+async fn revoke_sessions_in(
+    conn: &mut AnyConnection,
+    ids: &[String],
+    reason: &str,
+    now: i64,
+) -> Result<Vec<String>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (3..ids.len() + 3).map(|n| format!("${n}")).collect();
+    let sql = format!(
+        "UPDATE sessions SET revoked_at = $1, revoked_reason = $2
+         WHERE revoked_at IS NULL AND id IN ({}) RETURNING id",
+        placeholders.join(", ")
+    );
+    let update = ids
+        .iter()
+        .fold(sqlx::query(&sql).bind(now).bind(reason), |query, id| query.bind(id));
+    let rows = update.fetch_all(conn).await?;
+    rows.iter()
+        .map(|row| row.try_get::<String, _>("id"))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Into::into)
+}
+
+/// `query` with a new session's parameters bound, `$1` to `$18`.
+fn bind_new_session<'q>(
+    query: Query<'q, Any, AnyArguments<'q>>,
+    new: &NewSession,
+    session: &SessionRecord,
+    event: &AuditRecord,
+) -> Query<'q, Any, AnyArguments<'q>> {
+    let query = query
+        .bind(session.id.clone())
+        .bind(session.user_id.clone())
+        .bind(session.created_at)
+        .bind(session.expires_at)
+        .bind(session.user_agent.clone())
+        .bind(session.ip.clone())
+        .bind(new.token_hash.clone())
+        .bind(session.idle_expires_at);
+    bind_audit(query, event.clone()).bind(new.password_hash.clone())
+}
+
 /// The three inserts of a new session: the session, its first refresh token,
 /// and the audit row of what started it (`$9` to `$17`, bound by
 /// [`bind_audit`]), each selecting from `$from` so that none is made unless
@@ -369,13 +524,25 @@ const CREATE_SESSION_POSTGRES: &str = concat!(
     insert_session_audit!("s"),
     " RETURNING 1"
 );
-const CREATE_SESSION_SQLITE: &str = concat!(
-    insert_new_session!("users WHERE id = $2 AND password_hash = $18"),
-    "; ",
-    insert_first_token!("sessions WHERE id = $1"),
-    "; ",
-    insert_session_audit!("sessions WHERE id = $1"),
-    " RETURNING 1"
+macro_rules! create_session_sqlite {
+    ($users:literal) => {
+        concat!(
+            insert_new_session!($users),
+            "; ",
+            insert_first_token!("sessions WHERE id = $1"),
+            "; ",
+            insert_session_audit!("sessions WHERE id = $1"),
+            " RETURNING 1"
+        )
+    };
+}
+const CREATE_SESSION_SQLITE: &str = create_session_sqlite!("users WHERE id = $2 AND password_hash = $18");
+/// The same, made only while the user has fewer than `$19` live sessions.
+const CREATE_SESSION_WITH_ROOM_SQLITE: &str = create_session_sqlite!(
+    "users WHERE id = $2 AND password_hash = $18 AND (SELECT COUNT(*) FROM sessions s
+         JOIN refresh_tokens c ON c.hash = (SELECT hash FROM refresh_tokens
+             WHERE session_id = s.id ORDER BY issued_at DESC LIMIT 1)
+         WHERE s.user_id = $2 AND s.revoked_at IS NULL AND c.idle_expires_at > $3 AND s.expires_at > $3) < $19"
 );
 
 pub(super) async fn session_in(conn: &mut AnyConnection, id: &str) -> Result<Option<SessionRecord>, StoreError> {

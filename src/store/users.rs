@@ -79,10 +79,16 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Users by name, at most `limit`.
-    pub async fn list_users(&self, limit: i64) -> Result<Vec<UserRecord>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM users ORDER BY username_key LIMIT $1");
-        let rows = sqlx::query(&sql).bind(limit).fetch_all(&self.pool).await?;
+    /// At most `limit` users in the order of their case-folded names, starting
+    /// after the name `after` (case-folded).
+    pub async fn list_users(&self, after: Option<&str>, limit: i64) -> Result<Vec<UserRecord>, StoreError> {
+        // Every name is longer than "", so without `after` the list starts at the first.
+        let sql = format!("SELECT {COLUMNS} FROM users WHERE username_key > $1 ORDER BY username_key LIMIT $2");
+        let rows = sqlx::query(&sql)
+            .bind(after.unwrap_or_default())
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.iter().map(UserRecord::from_row).collect::<Result<_, _>>()?)
     }
 }

@@ -278,6 +278,7 @@ async fn a_login_checked_against_a_changed_password_makes_no_session(backend: Ba
         ip: None,
         token_hash: format!("hash-of-{id}"),
         password_hash: password_hash.into(),
+        max_live: 100,
     };
     let event = |id: &str| AuditRecord {
         id: format!("audit-{id}"),
@@ -287,16 +288,33 @@ async fn a_login_checked_against_a_changed_password_makes_no_session(backend: Ba
         session_id: Some(id.into()),
         ..AuditRecord::default()
     };
-    let stale = store.create_session(&new_session("stale", &before.password_hash), &event("stale")).await.unwrap();
+    let evicted = |_: &str| AuditRecord::default();
+    let stale = store
+        .create_session(&new_session("stale", &before.password_hash), &event("stale"), evicted)
+        .await
+        .unwrap();
     assert_eq!(stale, None, "checked against the old hash: no session");
-    let current = store.create_session(&new_session("current", &after.password_hash), &event("current")).await.unwrap();
-    assert_eq!(current.map(|s| s.id), Some("current".to_string()));
+    let current = store
+        .create_session(
+            &new_session("current", &after.password_hash),
+            &event("current"),
+            evicted,
+        )
+        .await
+        .unwrap();
+    assert_eq!(current.map(|c| c.session.id), Some("current".to_string()));
 
     let live: Vec<Value> = server.get_bearer("/auth/sessions", &here.access).await.json().await.unwrap();
     let ids: Vec<&str> = live.iter().filter_map(|s| s["id"].as_str()).collect();
     assert_eq!(ids.len(), 2, "{ids:?}");
     assert!(ids.contains(&"current") && !ids.contains(&"stale"), "{ids:?}");
-    let audited: Vec<_> = store.recent_audit(100).await.unwrap().into_iter().map(|e| e.id).collect();
+    let audited: Vec<_> = store
+        .recent_audit(None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
     assert!(audited.contains(&"audit-current".to_string()), "{audited:?}");
     assert!(!audited.contains(&"audit-stale".to_string()), "nothing written for the refused session: {audited:?}");
     server.finish().await;

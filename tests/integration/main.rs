@@ -11,6 +11,7 @@ mod limits;
 mod live;
 mod migrations;
 mod pages;
+mod paging;
 mod process;
 mod refresh;
 mod refresh_cookie;

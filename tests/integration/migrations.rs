@@ -50,8 +50,15 @@ async fn sessions_written_before_idle_expiry_moved_to_tokens_keep_their_times(ba
     assert_eq!((session.last_used_at, session.idle_expires_at, session.expires_at), (5000, 9000, 100000));
     let current = store.presented_token("current").await.unwrap().map(|p| p.into_parts().0);
     assert_eq!(current, Some(session.clone()));
-    assert_eq!(store.live_sessions("u1", 8999).await.unwrap(), vec![session.clone()]);
-    assert_eq!(store.live_sessions("u1", 9000).await.unwrap(), vec![], "idle past the old column's expiry");
+    assert_eq!(
+        store.live_sessions("u1", 8999, None, 10).await.unwrap(),
+        vec![session.clone()]
+    );
+    assert_eq!(
+        store.live_sessions("u1", 9000, None, 10).await.unwrap(),
+        vec![],
+        "idle past the old column's expiry"
+    );
 
     let next = Successor {
         hash: "next".into(),

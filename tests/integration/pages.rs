@@ -18,6 +18,7 @@ both_backends!(
     admin_page_is_forbidden_to_users,
     forms_log_in_and_out_without_javascript,
     forms_act_for_the_cookie_session_only,
+    lists_on_pages_page_without_javascript,
 );
 
 pub async fn get_page(server: &TestServer, path: &str, cookie: Option<&str>) -> Response {
@@ -349,5 +350,101 @@ async fn forms_act_for_the_cookie_session_only(backend: Backend) {
     assert_eq!(location(&everywhere), "/login");
     assert_eq!(server.refresh(&laptop.cookie).await.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(server.get_bearer("/api/me", &laptop.access).await.status(), StatusCode::UNAUTHORIZED);
+    server.finish().await;
+}
+
+/// The `href` of the link marked `data-testid="{testid}"` in a page.
+fn link_href(body: &str, testid: &str) -> Option<String> {
+    let at = body.find(&format!(r#"data-testid="{testid}""#))?;
+    let tag_start = body[..at].rfind('<')?;
+    let tag = &body[tag_start..at + body[at..].find('>')?];
+    let href = tag.split(r#"href=""#).nth(1)?.split('"').next()?;
+    Some(href.replace("&amp;", "&"))
+}
+
+/// The sessions page and the admin page show a page of their lists and a
+/// plain link to the next, rendered on the server: paging needs no JavaScript,
+/// and signing a session out comes back to the page it was on.
+async fn lists_on_pages_page_without_javascript(backend: Backend) {
+    let server = TestServer::start_with(backend, |s| s.max_sessions_per_user = 1000).await;
+    let alice = server.register("alice").await;
+    const OLDER: &str = "00000000-0000-4000-8000-";
+    insert_sessions(&server, "alice", OLDER, 100, 60).await;
+    let shown = |body: &str| body.matches(r#"data-testid="session" data-current"#).count();
+
+    let first = get_page(&server, "/sessions", Some(&alice.cookie)).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let body = first.text().await.unwrap();
+    assert_eq!(shown(&body), 100, "a page of the default size");
+    assert!(body.contains("This device"), "the newest, this one, comes first");
+    assert!(link_href(&body, "first-page").is_none());
+    let next = link_href(&body, "next-page").expect("a link to the next page");
+    assert!(next.starts_with("/sessions?cursor="), "{next}");
+
+    let second = get_page(&server, &next, Some(&alice.cookie)).await;
+    assert_eq!(second.status(), StatusCode::OK);
+    let body = second.text().await.unwrap();
+    assert_eq!(shown(&body), 1);
+    assert!(link_href(&body, "next-page").is_none(), "the last page");
+    assert_eq!(link_href(&body, "first-page").as_deref(), Some("/sessions"));
+    let cursor = next.trim_start_matches("/sessions?cursor=");
+    assert!(
+        body.contains(&format!(r#"name="cursor" value="{cursor}""#)),
+        "the revoke form keeps the page"
+    );
+
+    // The last by id of those made in the same second.
+    let last = format!("{OLDER}100000000001");
+    assert!(body.contains(&last));
+    let revoked = post_form(
+        &server,
+        "/sessions/revoke",
+        &[("session_id", &last), ("cursor", cursor)],
+        Some(&alice.cookie),
+    )
+    .await;
+    assert_eq!(location(&revoked), format!("{next}&notice=session_revoked"));
+    let body = get_page(&server, &next, Some(&alice.cookie))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(shown(&body), 0, "the only session of that page was signed out");
+
+    let bad = get_page(&server, "/sessions?cursor=not-a-cursor", Some(&alice.cookie)).await;
+    assert_eq!(bad.status(), StatusCode::OK);
+    assert!(bad
+        .text()
+        .await
+        .unwrap()
+        .contains("That page of the list does not exist"));
+
+    // The admin's lists page each on their own.
+    let root = server.create_admin("root").await;
+    for name in (0..100).map(|i| format!("user{i:03}")) {
+        server
+            .auth
+            .create_user(&name, gatehouse::auth::password::Password::new(PASSWORD.into()), "user")
+            .await
+            .unwrap();
+    }
+    let body = get_page(&server, "/admin", Some(&root.cookie))
+        .await
+        .text()
+        .await
+        .unwrap();
+    // By name: alice, root, user000 to user097 on the first page.
+    assert!(
+        body.contains("user097") && !body.contains("user098"),
+        "the first 100 users by name"
+    );
+    let next = link_href(&body, "next-users_cursor").expect("a link to the next page of users");
+    assert!(next.starts_with("/admin?users_cursor="), "{next}");
+    let body = get_page(&server, &next, Some(&root.cookie)).await.text().await.unwrap();
+    assert!(
+        body.contains("user098") && body.contains("user099") && !body.contains("user097"),
+        "the rest"
+    );
+    assert!(link_href(&body, "next-users_cursor").is_none());
     server.finish().await;
 }

@@ -32,7 +32,7 @@ fn clears_cookie(response: &reqwest::Response) -> bool {
 }
 
 async fn audit_kinds(server: &TestServer) -> Vec<String> {
-    let events = server.auth.store().recent_audit(100).await.unwrap();
+    let events = server.auth.store().recent_audit(None, 100).await.unwrap();
     events.into_iter().map(|e| e.kind).collect()
 }
 

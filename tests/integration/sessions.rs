@@ -2,6 +2,8 @@
 //! revoking, revocation across restarts and instances, the audit trail and
 //! retention.
 
+use std::time::{Duration, Instant};
+
 use reqwest::header::{CACHE_CONTROL, COOKIE, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -17,6 +19,9 @@ both_backends!(
     revocations_and_sessions_survive_a_restart,
     audit_records_security_events,
     revocations_reach_other_instances,
+    sessions_beyond_the_cap_end_the_least_recently_used,
+    logins_at_once_never_leave_more_sessions_than_the_cap,
+    logout_all_of_ten_thousand_sessions_lets_other_writes_through,
 );
 
 async fn ended_sessions_and_old_audit_events_are_deleted(backend: Backend) {
@@ -205,4 +210,162 @@ async fn revocations_reach_other_instances(backend: Backend) {
     assert_eq!(error_code(refused).await, "invalid_token");
     b.stop();
     a.finish().await;
+}
+
+/// The ids of the caller's live sessions, as `GET /auth/sessions` lists them.
+async fn live_ids(server: &TestServer, access: &str) -> Vec<String> {
+    let list = server.get_bearer("/auth/sessions?limit=500", access).await;
+    assert_eq!(list.status(), StatusCode::OK);
+    let list: Vec<Value> = list.json().await.unwrap();
+    list.iter().map(|s| s["id"].as_str().unwrap().to_string()).collect()
+}
+
+/// With room for three, a fourth login ends the session used longest ago
+/// (not the oldest), at once and with an audit event; the other three live on.
+async fn sessions_beyond_the_cap_end_the_least_recently_used(backend: Backend) {
+    let server = TestServer::start_with(backend, |s| s.max_sessions_per_user = 3).await;
+    let admin = server.create_admin("auditor").await;
+    let oldest = server.register("alice").await;
+    server.clock.advance(10);
+    let idle = server.login_ok("alice").await;
+    server.clock.advance(10);
+    let recent = server.login_ok("alice").await;
+    server.clock.advance(10);
+    // The oldest session is used again: now `idle` is the least recently used.
+    let oldest = Session::from_response(server.refresh(&oldest.cookie).await).await;
+    server.clock.advance(10);
+    let mut live = live_ids(&server, &recent.access).await;
+    live.sort();
+    let mut expected = vec![oldest.sid(), idle.sid(), recent.sid()];
+    expected.sort();
+    assert_eq!(live, expected, "three fit");
+
+    let newest = server.login_ok("alice").await;
+    assert_eq!(
+        server.get_bearer("/api/me", &idle.access).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "refused at once"
+    );
+    assert_eq!(server.refresh(&idle.cookie).await.status(), StatusCode::UNAUTHORIZED);
+    for kept in [&oldest, &recent, &newest] {
+        assert_eq!(
+            server.get_bearer("/api/me", &kept.access).await.status(),
+            StatusCode::OK
+        );
+    }
+    let live = live_ids(&server, &newest.access).await;
+    assert_eq!(live.len(), 3);
+    assert!(!live.contains(&idle.sid()), "{live:?}");
+
+    let events: Vec<Value> = server
+        .get_bearer("/api/admin/events", &admin.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let evicted: Vec<_> = events.iter().filter(|e| e["kind"] == "session_evicted").collect();
+    assert_eq!(evicted.len(), 1, "{events:?}");
+    assert_eq!(evicted[0]["session_id"], idle.sid());
+    assert_eq!(evicted[0]["username"], "alice");
+    assert!(evicted[0]["detail"].as_str().unwrap().contains(&newest.sid()));
+    // A registration counts like a login; other users are not touched.
+    let bob = server.register("bob").await;
+    assert_eq!(server.get_bearer("/api/me", &bob.access).await.status(), StatusCode::OK);
+    assert_eq!(live_ids(&server, &newest.access).await.len(), 3);
+    server.finish().await;
+}
+
+/// Logins of one user at the same moment, on two instances, still leave at
+/// most the cap live: each counts what the others committed.
+async fn logins_at_once_never_leave_more_sessions_than_the_cap(backend: Backend) {
+    const CAP: usize = 3;
+    let server = TestServer::start_with(backend, |s| s.max_sessions_per_user = CAP as i64).await;
+    let other = server.sibling(|_| {}).await;
+    let first = server.register("alice").await;
+    let logins = (0..12).map(|i| {
+        let api = if i % 2 == 0 { &server.api } else { &other.api };
+        api.login("alice", PASSWORD)
+    });
+    for response in futures_util::future::join_all(logins).await {
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let newest = server.login_ok("alice").await;
+    assert_eq!(live_ids(&server, &newest.access).await.len(), CAP);
+    let pool = sqlx::AnyPool::connect(&server.settings.database_url).await.unwrap();
+    let unrevoked: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sessions s JOIN users u ON u.id = s.user_id
+         WHERE u.username_key = 'alice' AND s.revoked_at IS NULL",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(unrevoked, CAP as i64);
+    pool.close().await;
+    assert_eq!(server.refresh(&first.cookie).await.status(), StatusCode::UNAUTHORIZED);
+    other.stop();
+    server.finish().await;
+}
+
+/// Logging out everywhere with 10,000 sessions revokes them in short
+/// transactions: another user's refreshes, sent all along, each answer
+/// promptly, some while part of the sessions are revoked and part not yet.
+async fn logout_all_of_ten_thousand_sessions_lets_other_writes_through(backend: Backend) {
+    const BULK: i64 = 10_000;
+    let server = TestServer::start_with(backend, |s| s.max_sessions_per_user = 10_000).await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    insert_sessions(&server, "alice", "22222222-2222-4222-8222-", BULK, 60).await;
+    let pool = sqlx::AnyPool::connect(&server.settings.database_url).await.unwrap();
+    let revoked = || {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM sessions s JOIN users u ON u.id = s.user_id
+                 WHERE u.username_key = 'alice' AND s.revoked_at IS NOT NULL",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(revoked().await, 0);
+
+    let started = Instant::now();
+    let logout_all = server.post_bearer("/auth/logout-all", &alice.access, None);
+    let others = async {
+        let mut cookie = bob.cookie.clone();
+        let (mut slowest, mut writes, mut midway) = (Duration::ZERO, 0, 0);
+        // Until the logout's last chunk is seen committed, and a moment longer.
+        loop {
+            let sent = Instant::now();
+            let refreshed = server.refresh(&cookie).await;
+            slowest = slowest.max(sent.elapsed());
+            assert_eq!(refreshed.status(), StatusCode::OK);
+            cookie = Session::from_response(refreshed).await.cookie;
+            writes += 1;
+            let done = revoked().await;
+            if done > 0 && done < BULK + 1 {
+                midway += 1;
+            }
+            if done == BULK + 1 || started.elapsed() > Duration::from_secs(60) {
+                return (slowest, writes, midway);
+            }
+        }
+    };
+    let (response, (slowest, writes, midway)) = tokio::join!(logout_all, others);
+    let took = started.elapsed();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    eprintln!("{backend:?}: logout-all of {BULK} sessions took {took:?}; {writes} refreshes of another user meanwhile, slowest {slowest:?}, {midway} with the logout part done");
+    assert_eq!(revoked().await, BULK + 1, "every session of alice ends");
+    assert!(midway > 0, "other writes went through between the logout's chunks");
+    assert!(
+        slowest < Duration::from_millis(500),
+        "another user's refresh waited {slowest:?}"
+    );
+    assert_eq!(
+        server.get_bearer("/api/me", &alice.access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    pool.close().await;
+    server.finish().await;
 }

@@ -352,3 +352,44 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// Adds `count` live sessions of `username`, each with one refresh token,
+/// straight into the database, in one statement each: made `age` seconds ago,
+/// ids `{prefix}{100000000000 + n}`, a UUID's form when `prefix` is a UUID's
+/// first 24 characters.
+pub async fn insert_sessions(server: &TestServer, username: &str, prefix: &str, count: i64, age: i64) {
+    let pool = sqlx::AnyPool::connect(&server.settings.database_url).await.unwrap();
+    let user_id: String = sqlx::query_scalar("SELECT id FROM users WHERE username_key = $1")
+        .bind(username)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let now = server.auth.now();
+    // A recursive count, which both databases have, makes the rows.
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1)
+         INSERT INTO sessions (id, user_id, created_at, expires_at, user_agent, ip)
+         SELECT $2 || CAST(i + 100000000000 AS TEXT), $3, $4, $5, 'Bulk/1.0', '127.0.0.1' FROM n",
+    )
+    .bind(count)
+    .bind(prefix)
+    .bind(&user_id)
+    .bind(now - age)
+    .bind(now + 86_400)
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1)
+         INSERT INTO refresh_tokens (hash, session_id, issued_at, idle_expires_at)
+         SELECT 'token-' || $2 || CAST(i AS TEXT), $2 || CAST(i + 100000000000 AS TEXT), $3, $4 FROM n",
+    )
+    .bind(count)
+    .bind(prefix)
+    .bind(now - age)
+    .bind(now + 86_400)
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+}

@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::session::{refresh_or_sign_out, sign_out};
 use super::transport::{discard, ok_or_refused, send_once, ClientError};
 use crate::app::auth_store::{now_seconds, AuthStore};
+use crate::protocol::{next_cursor, Paged};
 
 /// The API client, `Copy` like the store it reads.
 #[derive(Debug, Clone, Copy)]
@@ -24,6 +25,14 @@ impl Api {
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let response = self.authorized(Method::GET, path, None).await?;
         response.json().await.map_err(|_| ClientError::Unavailable)
+    }
+
+    /// A page of a list: the body's items, and the next page's cursor from `Link`.
+    pub async fn get_list<T: DeserializeOwned>(&self, path: &str) -> Result<Paged<T>, ClientError> {
+        let response = self.authorized(Method::GET, path, None).await?;
+        let next_cursor = response.headers().get("link").as_deref().and_then(next_cursor);
+        let items = response.json().await.map_err(|_| ClientError::Unavailable)?;
+        Ok(Paged { items, next_cursor })
     }
 
     /// A call whose success has no body (204).
