@@ -23,7 +23,7 @@ fn access_tokens(c: &mut Criterion) {
     let Ok(store) = runtime.block_on(Store::open(&url)) else {
         return;
     };
-    let Ok(keys) = runtime.block_on(KeyRing::load(store, 900, now)) else {
+    let Ok(keys) = runtime.block_on(KeyRing::load(store, 900, None, now)) else {
         return;
     };
     let tokens = AccessTokens::new(Arc::new(keys), "gatehouse".into(), "gatehouse".into(), 900);
