@@ -177,7 +177,7 @@ async fn session_form<T: DeserializeOwned>(
 /// The claims of the session behind the refresh cookie, if it is live, and
 /// the cookie renewed if presenting it rotated it; otherwise the redirect to
 /// log in from `page`, clearing a cookie that was already rotated (its
-/// session is revoked as stolen).
+/// session is revoked as stolen), or back to `page` with `rate_limited`.
 async fn cookie_claims(
     state: &AppState,
     cookie: Option<&str>,
@@ -186,6 +186,7 @@ async fn cookie_claims(
 ) -> Result<(AccessClaims, Option<HeaderValue>), Response> {
     let found = match state.auth.form_session(cookie, client).await {
         Ok(found) => found,
+        Err(err @ AuthError::RateLimited { .. }) => return Err(see_other(&with_error(page, err), None)),
         Err(err) => {
             tracing::warn!(error = %WithSources(&err), "form could not look up its session");
             return Err(see_other(&login_url(page), None));

@@ -175,7 +175,7 @@ async fn page_loads_and_form_posts_count_against_refreshes_per_session(backend: 
     assert_eq!(form.status(), StatusCode::SEE_OTHER);
     assert_eq!(
         location(&form),
-        "/login?next=%2Fsessions",
+        "/sessions?error=rate_limited",
         "a limited form post does not act"
     );
     assert_eq!(
