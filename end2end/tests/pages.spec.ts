@@ -144,3 +144,30 @@ test("a loaded page shows its lists from the server's HTML and fetches them only
   expect([fetched.sessions.count, fetched.users.count, fetched.events.count], "navigation fetches once each").toEqual([1, 1, 1]);
   await context.close();
 });
+
+test("an injected inline script is refused by the page's policy, and the page still hydrates", async ({ page }) => {
+  const violations: string[] = [];
+  page.on("console", (message) => {
+    if (message.type() === "error" && message.text().includes("Content Security Policy")) violations.push(message.text());
+  });
+  await page.goto("/login");
+  await waitForHydration(page);
+  expect(violations, "the page's own scripts are all allowed").toEqual([]);
+  const outcome = await page.evaluate(
+    () =>
+      new Promise<{ directive: string | null; ran: boolean }>((resolve) => {
+        const w = window as unknown as { injectedRan: boolean };
+        w.injectedRan = false;
+        document.addEventListener(
+          "securitypolicyviolation",
+          (e) => resolve({ directive: e.effectiveDirective, ran: w.injectedRan }),
+          { once: true },
+        );
+        const script = document.createElement("script");
+        script.textContent = "window.injectedRan = true;";
+        document.body.appendChild(script);
+        setTimeout(() => resolve({ directive: null, ran: w.injectedRan }), 2_000);
+      }),
+  );
+  expect(outcome).toEqual({ directive: "script-src-elem", ran: false });
+});

@@ -45,6 +45,31 @@ pub fn page_messages() -> (RwSignal<Option<String>>, RwSignal<Option<String>>) {
     (RwSignal::new(error), RwSignal::new(notice.map(str::to_string)))
 }
 
+/// A form field's signal, starting from what was typed into the field
+/// before the WASM hydrated the page: hydration sets each bound field to its
+/// signal, which would otherwise empty it under the person's fingers. Empty
+/// on the server, and when the page was reached by client-side navigation
+/// (the field found then would be the previous page's).
+pub fn typed_field(id: &str) -> RwSignal<String> {
+    #[cfg(feature = "hydrate")]
+    let typed = {
+        use wasm_bindgen::JsCast as _;
+        let hydrating = Owner::current_shared_context().is_some_and(|context| context.during_hydration());
+        hydrating
+            .then(|| document().get_element_by_id(id))
+            .flatten()
+            .and_then(|field| field.dyn_into::<web_sys::HtmlInputElement>().ok())
+            .map(|field| field.value())
+            .unwrap_or_default()
+    };
+    #[cfg(not(feature = "hydrate"))]
+    let typed = {
+        let _ = id;
+        String::new()
+    };
+    RwSignal::new(typed)
+}
+
 /// A region screen readers announce when its text changes.
 #[component]
 pub fn Announce(

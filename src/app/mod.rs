@@ -39,6 +39,8 @@ use crate::protocol::PageAuth;
 #[cfg(feature = "ssr")]
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     use leptos_meta::{HashedStylesheet, MetaTags};
+    #[cfg(feature = "ssr")]
+    crate::server::page_policy::set_for_this_page();
     view! {
         <!DOCTYPE html>
         <html lang="en">

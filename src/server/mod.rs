@@ -29,6 +29,7 @@ mod forms;
 pub mod listen;
 pub mod live;
 mod page_guard;
+pub mod page_policy;
 mod redirect;
 pub mod request_screen;
 
@@ -99,6 +100,15 @@ pub fn app(state: AppState) -> Router {
         .nest_service("/pkg", site_pkg_service(&state.leptos))
         .merge(pages)
         .with_state(state.clone());
+    // Browsers that reached this site over HTTPS keep to it, where it is
+    // known to be served so (its public URL) and its cookie needs it.
+    let settings = state.auth.settings();
+    let strict_transport = (settings.cookie_secure && settings.public_url.starts_with("https://")).then(|| {
+        SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        )
+    });
     // Wrapped once around the whole router: `Router::layer` would wrap each
     // route in boxed services of its own, cloned and allocated per request.
     let service = ServiceBuilder::new()
@@ -111,6 +121,7 @@ pub fn app(state: AppState) -> Router {
         // Inside the trace span, outside everything that acts: a handler
         // that committed is not cut short by the client hanging up.
         .layer(middleware::from_fn(completion::run_to_completion))
+        .option_layer(strict_transport)
         .layer(SetResponseHeaderLayer::if_not_present(
             header::REFERRER_POLICY,
             HeaderValue::from_static("same-origin"),

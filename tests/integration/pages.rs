@@ -19,6 +19,7 @@ both_backends!(
     forms_log_in_and_out_without_javascript,
     forms_act_for_the_cookie_session_only,
     lists_on_pages_page_without_javascript,
+    pages_allow_only_their_own_scripts,
 );
 
 pub async fn get_page(server: &TestServer, path: &str, cookie: Option<&str>) -> Response {
@@ -446,5 +447,54 @@ async fn lists_on_pages_page_without_javascript(backend: Backend) {
         "the rest"
     );
     assert!(link_href(&body, "next-users_cursor").is_none());
+    server.finish().await;
+}
+
+/// Every page names the scripts it may run: this site's, and inline ones
+/// only with the nonce of this response, which every inline script of the
+/// page carries. HSTS only where the site is known to be HTTPS.
+async fn pages_allow_only_their_own_scripts(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice").await;
+    let mut nonces = Vec::new();
+    for (path, cookie) in [("/login", None), ("/sessions", Some(alice.cookie.as_str())), ("/nowhere", None)] {
+        let page = get_page(&server, path, cookie).await;
+        assert!(page.headers().get("strict-transport-security").is_none(), "not known to be HTTPS");
+        let policy = page.headers()["content-security-policy"].to_str().unwrap().to_string();
+        let directive = |name: &str| {
+            policy
+                .split(';')
+                .map(str::trim)
+                .find(|d| d.split(' ').next() == Some(name))
+                .unwrap_or_else(|| panic!("{name} in {policy}"))
+                .to_string()
+        };
+        let scripts = directive("script-src");
+        assert!(!scripts.contains("unsafe-inline") && !scripts.contains("'unsafe-eval'"), "{scripts}");
+        assert!(scripts.contains("'wasm-unsafe-eval'"), "{scripts}");
+        for (name, value) in [("object-src", "'none'"), ("base-uri", "'none'"), ("frame-ancestors", "'none'")] {
+            assert_eq!(directive(name), format!("{name} {value}"));
+        }
+        assert!(directive("connect-src").contains("'self'"));
+        let nonce = scripts
+            .split(' ')
+            .find_map(|s| s.strip_prefix("'nonce-").and_then(|n| n.strip_suffix('\'')))
+            .expect("a nonce")
+            .to_string();
+        let body = page.text().await.unwrap();
+        let tags: Vec<&str> = body.split("<script").skip(1).map(|t| &t[..t.find('>').unwrap()]).collect();
+        assert!(!tags.is_empty(), "{path} has scripts");
+        for tag in tags {
+            assert!(tag.contains(&format!("nonce=\"{nonce}\"")), "{path}: <script{tag}>");
+        }
+        nonces.push(nonce);
+    }
+    nonces.dedup();
+    assert_eq!(nonces.len(), 3, "a fresh nonce per response");
+
+    let https = server.sibling(|s| s.public_url = "https://login.example".into()).await;
+    let page = get_page(&https, "/login", None).await;
+    assert_eq!(page.headers()["strict-transport-security"], "max-age=31536000");
+    https.stop();
     server.finish().await;
 }

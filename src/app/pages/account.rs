@@ -5,15 +5,15 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::app::auth_store::AuthStore;
-use crate::app::components::{page_messages, Announce, StrengthMeter};
+use crate::app::components::{page_messages, typed_field, Announce, StrengthMeter};
 #[cfg(feature = "hydrate")]
 use crate::app::components::{error_message, notice_message};
 
 #[component]
 pub fn AccountPage() -> impl IntoView {
     let store = AuthStore::from_context();
-    let current = RwSignal::new(String::new());
-    let new = RwSignal::new(String::new());
+    let current = typed_field("current_password");
+    let new = typed_field("new_password");
     let username = Signal::derive(move || store.username().unwrap_or_default());
     let (error, notice) = page_messages();
     let pending = RwSignal::new(false);

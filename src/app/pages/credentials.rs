@@ -8,7 +8,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
 use crate::app::auth_store::AuthStore;
-use crate::app::components::{page_messages, Announce, StrengthMeter};
+use crate::app::components::{page_messages, typed_field, Announce, StrengthMeter};
 #[cfg(feature = "hydrate")]
 use crate::app::components::{error_message};
 use crate::app::protected::leave_when_logged_in;
@@ -37,8 +37,8 @@ fn CredentialsPage(purpose: Purpose) -> impl IntoView {
     leave_when_logged_in(next);
 
     let store = AuthStore::from_context();
-    let username = RwSignal::new(String::new());
-    let password = RwSignal::new(String::new());
+    let username = typed_field("username");
+    let password = typed_field("password");
     let (error, _) = page_messages();
     let pending = RwSignal::new(false);
 
