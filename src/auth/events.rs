@@ -190,7 +190,9 @@ pub fn spawn_relay(auth: &Arc<Auth>) -> tokio::task::JoinHandle<()> {
     }
 }
 
-/// How often an instance on SQLite reads the revocations made elsewhere: twice a second, so a change made from the command line takes effect within one.
+/// How often an instance on SQLite reads the revocations made elsewhere:
+/// twice a second, so a change made from the command line takes effect
+/// within one.
 const SQLITE_POLL: Duration = Duration::from_millis(500);
 
 async fn poll_revocations(auth: Weak<Auth>) {

@@ -56,8 +56,6 @@ impl Auth {
         Ok(sessions >= PRUNE_SESSIONS as u64 || events >= PRUNE_EVENTS as u64)
     }
 
-    /// Every session revoked recently enough for one of its access tokens to
-    /// be live, into the in-memory set.
     /// Revocations committed since the last read (by another process), into
     /// memory. True if there were any this instance did not know of.
     pub(super) async fn read_new_revocations(&self) -> Result<bool, AuthError> {
@@ -69,22 +67,25 @@ impl Auth {
             .swap(now, Ordering::Relaxed)
             .min(now)
             .saturating_sub(1);
+        self.load_revoked_since(since.max(self.revoked.relevant_since(now)))
+            .await
+    }
+
+    /// Every session revoked recently enough for one of its access tokens to
+    /// be live, into the in-memory set.
+    pub(super) async fn load_revocations(&self, now: i64) -> Result<(), AuthError> {
+        self.load_revoked_since(self.revoked.relevant_since(now)).await?;
+        Ok(())
+    }
+
+    /// The sessions revoked after `since`, into the in-memory set. True if
+    /// any was not in it yet.
+    async fn load_revoked_since(&self, since: i64) -> Result<bool, AuthError> {
         let mut learnt = false;
-        for (session_id, revoked_at) in self
-            .store
-            .revoked_since(since.max(self.revoked.relevant_since(now)))
-            .await?
-        {
+        for (session_id, revoked_at) in self.store.revoked_since(since).await? {
             learnt |= !self.revoked.contains(&session_id);
             self.revoked.insert(&session_id, revoked_at);
         }
         Ok(learnt)
-    }
-
-    pub(super) async fn load_revocations(&self, now: i64) -> Result<(), AuthError> {
-        for (session_id, revoked_at) in self.store.revoked_since(self.revoked.relevant_since(now)).await? {
-            self.revoked.insert(&session_id, revoked_at);
-        }
-        Ok(())
     }
 }
