@@ -81,6 +81,14 @@ if [ "$MODE" = debian ]; then
   RELEASE_WASM_RUSTFLAGS=(CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Zfmt-debug=none")
 fi
 
+# The build tools are built without their own release profile's LTO and single
+# codegen unit: on two cores that one link took most of cargo-leptos's 25
+# minutes, and neither tool does work where the last few percent matter.
+tool_install() {
+  CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
+    CARGO_PROFILE_RELEASE_DEBUG=false cargo install "$@"
+}
+
 setup_toolchain() {
   if [ "$MODE" = debian ]; then
     local missing=()
@@ -91,12 +99,12 @@ setup_toolchain() {
   fi
   if ! wasm-bindgen --version 2>/dev/null | grep -q " $WASM_BINDGEN_VERSION\$"; then
     # Not --locked: one locked dependency of the CLI is missing from the registry.
-    cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+    tool_install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
   fi
   if ! cargo-leptos --version 2>/dev/null | grep -q " $CARGO_LEPTOS_VERSION\$"; then
     # no_downloads: take wasm-bindgen and wasm-opt from PATH instead of fetching them.
-    cargo install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --locked --features no_downloads --force \
-      || cargo install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --features no_downloads --force
+    tool_install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --locked --features no_downloads --force \
+      || tool_install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --features no_downloads --force
   fi
   setup_node
 }

@@ -1,6 +1,6 @@
 import { expect, test, type Page } from "@playwright/test";
 import { countRequests, createAccount, createAdmin, logIn } from "./support";
-import { databaseUrl } from "../playwright.config";
+import { baseURL, databaseUrl } from "../playwright.config";
 import { waitForHydration } from "./pages/app";
 
 /**
@@ -170,4 +170,35 @@ test("an injected inline script is refused by the page's policy, and the page st
       }),
   );
   expect(outcome).toEqual({ directive: "script-src-elem", ran: false });
+});
+
+test("following a link from another site to a protected page never shows a password field", async ({ page, request }) => {
+  const name = await createAccount(request);
+  await logIn(page, name);
+  // Every state of every document from the first byte, across the navigations
+  // a landing makes, collected here: a binding outlives each document.
+  const seen: { url: string; password: boolean }[] = [];
+  await page.exposeFunction("__noteState", (url: string, password: boolean) => seen.push({ url, password }));
+  await page.addInitScript(() => {
+    const note = () =>
+      (window as any).__noteState(location.href, !!document.querySelector("input[type=password]"));
+    new MutationObserver(note).observe(document, { childList: true, subtree: true, attributes: true, characterData: true });
+    note();
+  });
+  // Another site: localhost is not the same site as 127.0.0.1, so the
+  // browser leaves the SameSite=Strict refresh cookie out of this navigation.
+  const target = new URL("/sessions", baseURL).href;
+  const otherSite = target.replace("127.0.0.1", "localhost").replace("/sessions", "/mail");
+  await page.route(otherSite, (route) =>
+    route.fulfill({ contentType: "text/html", body: `<a id="link" href="${target}">your sessions</a>` }),
+  );
+  await page.goto(otherSite);
+  await page.click("#link");
+  await expect(page).toHaveURL(target);
+  await expect(page.getByTestId("this-device")).toBeVisible();
+  await waitForHydration(page);
+  const onOurSite = seen.filter((s) => s.url.startsWith(baseURL));
+  expect(onOurSite.length).toBeGreaterThan(3);
+  expect(onOurSite.filter((s) => s.password)).toEqual([]);
+  expect(onOurSite.every((s) => new URL(s.url).pathname === "/sessions")).toBe(true);
 });

@@ -5,9 +5,18 @@
 //! minted access token, and what the page shows (`app::preload`), to the
 //! render through the request's extensions. Who may see which page comes from
 //! the one page table, `app::routes`, which the client's guard reads too.
+//!
+//! A link from another site arrives without the `SameSite=Strict` cookie, so a
+//! logged-in person would be sent to `/login` and see its form until the
+//! browser's silent refresh took them back. Such a landing is answered with an
+//! empty page that navigates to the same address again: that navigation starts
+//! on this site, so the browser sends the cookie. The cookie stays `Strict`: a
+//! request another site starts still carries none. A visitor without a session
+//! pays one extra round trip on those landings, and only on pages whose answer
+//! depends on the session.
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -29,6 +38,9 @@ pub async fn guard_page(
     if access == Access::Public {
         // Nothing on a public page depends on who asks: no lookup, no token.
         return next.run(request).await;
+    }
+    if cookie.is_none() && is_cross_site_navigation(&request) {
+        return renavigate();
     }
     let found = match state.auth.page_session(cookie.as_deref(), &client).await {
         Ok(found) => found,
@@ -69,4 +81,35 @@ pub async fn guard_page(
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response
+}
+
+/// A top-level navigation that another site started, by the browser's own
+/// `Sec-Fetch-*` headers (browsers without them keep the redirect to `/login`).
+/// The re-navigation itself is same-origin, so this cannot loop.
+fn is_cross_site_navigation(request: &Request) -> bool {
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+    *request.method() == Method::GET
+        && header("sec-fetch-site") == Some("cross-site")
+        && header("sec-fetch-mode") == Some("navigate")
+        && header("sec-fetch-dest").is_none_or(|dest| dest == "document")
+}
+
+/// An empty page that loads its own address again, without a script (so no
+/// nonce and the strictest policy) and without content to flash.
+fn renavigate() -> Response {
+    const PAGE: &str = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+        <meta http-equiv=\"refresh\" content=\"0\"><title>Gatehouse</title></head><body></body></html>";
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("default-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'"),
+            ),
+        ],
+        PAGE,
+    )
+        .into_response()
 }

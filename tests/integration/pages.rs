@@ -20,6 +20,7 @@ both_backends!(
     forms_act_for_the_cookie_session_only,
     lists_on_pages_page_without_javascript,
     pages_allow_only_their_own_scripts,
+    a_landing_from_another_site_loads_itself_again_with_the_cookie,
 );
 
 pub async fn get_page(server: &TestServer, path: &str, cookie: Option<&str>) -> Response {
@@ -496,5 +497,55 @@ async fn pages_allow_only_their_own_scripts(backend: Backend) {
     let page = get_page(&https, "/login", None).await;
     assert_eq!(page.headers()["strict-transport-security"], "max-age=31536000");
     https.stop();
+    server.finish().await;
+}
+
+/// A link from another site arrives without the `SameSite=Strict` cookie: the
+/// guard answers with an empty page that loads the same address again (from
+/// this site, so with the cookie), instead of a redirect to the login form.
+async fn a_landing_from_another_site_loads_itself_again_with_the_cookie(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice").await;
+    let navigate = |site: &'static str, cookie: Option<String>| {
+        let server = &server;
+        async move {
+            server
+                .request(Method::GET, "/sessions", |r| {
+                    let r = r
+                        .header("accept", "text/html")
+                        .header("sec-fetch-site", site)
+                        .header("sec-fetch-mode", "navigate")
+                        .header("sec-fetch-dest", "document");
+                    match &cookie {
+                        Some(cookie) => r.header(COOKIE, format!("{COOKIE_NAME}={cookie}")),
+                        None => r,
+                    }
+                })
+                .await
+        }
+    };
+    let landing = navigate("cross-site", None).await;
+    assert_eq!(landing.status(), StatusCode::OK);
+    assert_eq!(landing.headers()[CACHE_CONTROL], "no-store");
+    assert!(landing.headers().get(SET_COOKIE).is_none());
+    let policy = landing.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(policy.contains("default-src 'none'"), "{policy}");
+    let body = landing.text().await.unwrap();
+    assert!(body.contains(r#"<meta http-equiv="refresh" content="0">"#), "{body}");
+    assert!(!body.contains("password") && !body.contains("<script"), "nothing to flash: {body}");
+
+    // The same navigation started by the page itself: no cookie means the login form, as before...
+    let again = navigate("same-origin", None).await;
+    assert_eq!(again.status(), StatusCode::FOUND);
+    assert_eq!(location(&again), "/login?next=%2Fsessions");
+    // ...and with the cookie, the page.
+    let page = navigate("same-origin", Some(alice.cookie.clone())).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("this-device"));
+    // A cross-site request that is not a navigation, and public pages, are answered as always.
+    let fetched = server
+        .request(Method::GET, "/sessions", |r| r.header("sec-fetch-site", "cross-site").header("sec-fetch-mode", "cors"))
+        .await;
+    assert_eq!(fetched.status(), StatusCode::FOUND);
     server.finish().await;
 }
