@@ -31,6 +31,8 @@ fn access_tokens(c: &mut Criterion) {
         user_id: "user-id",
         username: "bench",
         role: "user",
+        email: None,
+        email_verified: false,
         session_id: "session-id",
         session_ends_at: i64::MAX,
     };

@@ -8,6 +8,8 @@ export const baseURL = `http://127.0.0.1:${port}`;
 /** The server whose access tokens live ten seconds. */
 export const shortLivedURL = `http://127.0.0.1:${shortPort}`;
 export const databaseUrl = "sqlite://target/e2e/gatehouse.db";
+/** The SMTP server the mail tests start (`tests/inbox.ts`); the usual server mails to it. */
+export const smtpPort = port + 2;
 
 export default defineConfig({
   testDir: "./tests",
@@ -40,7 +42,7 @@ export default defineConfig({
   // Two servers, each on a fresh database: the usual one, and one whose access
   // tokens live ten seconds, for the tests of expiry and silent refresh.
   webServer: [
-    server(port, "target/e2e", {}),
+    server(port, "target/e2e", { GATEHOUSE_SMTP_URL: `smtp://127.0.0.1:${smtpPort}` }),
     server(shortPort, "target/e2e-short", { GATEHOUSE_ACCESS_TTL: "10" }),
   ],
 });

@@ -1,5 +1,5 @@
 //! The `gatehouse` binary: serve the app (default), apply migrations, create
-//! users, rotate signing keys.
+//! users and reset links, rotate signing keys.
 
 use std::io::Read as _;
 use std::process::ExitCode;
@@ -57,6 +57,12 @@ enum UserCommand {
         username: String,
         #[arg(long, value_parser = [ROLE_USER, ROLE_ADMIN])]
         role: String,
+    },
+    /// Print a one-time password-reset link for a user, for operators without
+    /// mail. It voids the user's earlier links and lives password_reset_ttl.
+    ResetLink {
+        #[arg(long)]
+        username: String,
     },
 }
 
@@ -160,6 +166,19 @@ async fn run(command: Command) -> Result<(), String> {
             );
             Ok(())
         }
+        Command::User {
+            command: UserCommand::ResetLink { username },
+        } => {
+            let auth = Auth::new(settings, store, Arc::new(SystemClock))
+                .await
+                .map_err(|e| WithSources(&e).to_string())?;
+            let link = auth.reset_link(&username).await.map_err(|e| match e {
+                gatehouse::auth::AuthError::NotFound => format!("no user named {username}"),
+                other => WithSources(&other).to_string(),
+            })?;
+            println!("{link}");
+            Ok(())
+        }
         Command::Serve => serve(settings, store).await,
     }
 }
@@ -184,6 +203,19 @@ async fn serve(settings: Settings, store: Store) -> Result<(), String> {
              (32 bytes, base64) or key_encryption_key_file to encrypt them at rest"
         );
     }
+    match (auth.settings().smtp_url.is_empty(), auth.settings().public_url.is_empty()) {
+        (true, _) => tracing::warn!(
+            dir = %auth.settings().mail_dir,
+            "GATEHOUSE_SMTP_URL is not set: mails (password resets, address verification) are written \
+             to files in this directory instead of sent"
+        ),
+        (false, true) => tracing::warn!(
+            "GATEHOUSE_PUBLIC_URL is not set: links in mails point at {}, the address this server listens on",
+            auth.site_url()
+        ),
+        (false, false) => {}
+    }
+    let outbox = gatehouse::mail::spawn_outbox(&auth).map_err(|e| WithSources(&e).to_string())?;
     // Revocations and events from other instances and processes.
     let relay = gatehouse::auth::events::spawn_relay(&auth);
     let upkeep = tokio::spawn({
@@ -212,6 +244,7 @@ async fn serve(settings: Settings, store: Store) -> Result<(), String> {
     .await;
     upkeep.abort();
     relay.abort();
+    outbox.abort();
     store.close().await;
     Ok(())
 }

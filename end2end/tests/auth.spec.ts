@@ -294,7 +294,7 @@ test("changing the password keeps this session and ends the others", async ({ br
   await page.getByLabel("Current password").fill(PASSWORD);
   await page.getByLabel("New password").fill("tangerine-lighthouse-orbit-31");
   await page.getByTestId("submit").click();
-  await expect(page.getByTestId("notice-message")).toHaveText(/Password changed/);
+  await expect(page.getByTestId("password-form").getByTestId("notice-message")).toHaveText(/Password changed/);
 
   await app.nav("Dashboard").click();
   await app.askServer.click();

@@ -27,6 +27,10 @@ pub struct TokenClaims {
     pub sub: String,
     pub sid: String,
     pub role: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub email_verified: bool,
 }
 
 #[derive(Clone, PartialEq, Eq)]

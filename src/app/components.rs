@@ -23,6 +23,9 @@ pub fn error_message(code: &str) -> &'static str {
         "cross_site_request" => "The request came from another site and was refused.",
         "signed_out" => "Your session has ended. Log in again.",
         "bad_request" => "The form was incomplete. Fill in every field.",
+        "invalid_email" => "That is not an e-mail address we can send to.",
+        "email_taken" => "That address belongs to another account.",
+        "invalid_token" => "This link or code does not work any more: it was used, replaced by a newer one, or expired. Ask for a new one.",
         _ => "The server could not do that just now. Try again.",
     }
 }
@@ -32,6 +35,13 @@ pub fn notice_message(code: &str) -> Option<&'static str> {
     match code {
         "password_changed" => Some("Password changed. Your other sessions were signed out."),
         "session_revoked" => Some("The session was signed out."),
+        "reset_mailed" => Some(
+            "If an account has this verified address, a link to choose a new password is on its way. \
+             It works once, and not for long.",
+        ),
+        "password_reset" => Some("Your password was changed and every session signed out. Log in with the new password."),
+        "email_verified" => Some("Your address is confirmed."),
+        "verification_mailed" => Some("A link to confirm the address is on its way. Until you open it, your old address stays."),
         _ => None,
     }
 }

@@ -22,6 +22,9 @@ pub mod auth_store;
 #[cfg(feature = "hydrate")]
 pub mod client;
 mod components;
+/// How the pages write a time; mails write it the same way.
+#[cfg(feature = "ssr")]
+pub use components::time_text;
 mod data;
 pub mod live_feed;
 mod pages;

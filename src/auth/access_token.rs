@@ -39,6 +39,8 @@ pub struct TokenSubject<'a> {
     pub user_id: &'a str,
     pub username: &'a str,
     pub role: &'a str,
+    pub email: Option<&'a str>,
+    pub email_verified: bool,
     pub session_id: &'a str,
     /// When the session ends (idle or absolute): no token of it outlives that.
     pub session_ends_at: i64,
@@ -50,6 +52,8 @@ impl<'a> From<&'a SessionRecord> for TokenSubject<'a> {
             user_id: &session.user_id,
             username: &session.username,
             role: &session.role,
+            email: session.email.as_deref(),
+            email_verified: session.email_verified,
             session_id: &session.id,
             session_ends_at: session.ends_at(),
         }
@@ -139,6 +143,8 @@ impl AccessTokens {
                 && claims.sub == subject.user_id
                 && claims.preferred_username == subject.username
                 && claims.role == subject.role
+                && claims.email.as_deref() == subject.email
+                && claims.email_verified == subject.email_verified
                 && claims.iat <= now
                 && claims.exp <= subject.session_ends_at
                 && 2 * (claims.exp - now) >= lifetime
@@ -185,6 +191,8 @@ impl AccessTokens {
             sid: subject.session_id.to_string(),
             role: subject.role.to_string(),
             preferred_username: subject.username.to_string(),
+            email: subject.email.map(str::to_string),
+            email_verified: subject.email_verified,
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.typ = Some(TOKEN_TYPE.to_string());

@@ -6,18 +6,32 @@ use super::events::SessionEvent;
 use super::limits::address_key;
 use super::password::{Password, Verification};
 use super::{Auth, AuthError, ClientInfo, NewTokens, ROLE_USER};
-use crate::protocol::{password_rule, username_rule, AccessClaims, Credentials, Me, PasswordChange};
+use super::email::check_email;
+use crate::protocol::{password_rule, username_rule, AccessClaims, Me, PasswordChange, Registration};
 use crate::store::{StoreError, UserRecord};
 
 impl Auth {
-    pub async fn register(&self, credentials: Credentials, client: &ClientInfo) -> Result<NewTokens, AuthError> {
-        let Credentials { username, password } = credentials;
+    /// Creates an account and its first session. An address, if given, is
+    /// mailed a verification link; one that another account has verified is
+    /// left out without saying so, so registering tells no one which
+    /// addresses have accounts.
+    pub async fn register(&self, registration: Registration, client: &ClientInfo) -> Result<NewTokens, AuthError> {
+        let Registration { username, password, email } = registration;
+        let email = email.filter(|e| !e.trim().is_empty()).map(|e| check_email(&e)).transpose()?;
         // Without a known address (the router served without connection
         // info) every such request shares one key, as at login.
         self.limits
             .registration(&address_key(client.ip.as_deref().unwrap_or_default()))
             .await?;
-        let user = self.create_user(&username, Password::new(password), ROLE_USER).await?;
+        let mut user = self.create_user(&username, Password::new(password), ROLE_USER).await?;
+        if let Some(email) = email {
+            let address = email.address.clone();
+            match self.ask_for_email_of(&user, email, client).await {
+                Ok(()) => user.pending_email = Some(address),
+                Err(AuthError::EmailTaken) => {}
+                Err(err) => return Err(err),
+            }
+        }
         self.start_session(&user, client, AuditKind::Register).await
     }
 
@@ -44,6 +58,8 @@ impl Auth {
             password_hash,
             created_at: now,
             password_changed_at: now,
+            email: None,
+            pending_email: None,
         };
         match self.store.create_user(&user, &key).await {
             Err(StoreError::Conflict) => Err(AuthError::UsernameTaken),
@@ -106,14 +122,17 @@ impl Auth {
     }
 
     pub async fn me(&self, claims: &AccessClaims) -> Result<Me, AuthError> {
-        // Names never change: the token's word is enough, and `/api/me` (the
-        // most frequent call) reads no table.
+        // Names never change, and the address is the token's (a change or a
+        // verification reaches it with the next token): `/api/me`, the most
+        // frequent call, reads no table.
         if !claims.preferred_username.is_empty() {
             return Ok(Me {
                 id: claims.sub.clone(),
                 username: claims.preferred_username.clone(),
                 role: claims.role.clone(),
                 session_id: claims.sid.clone(),
+                email: claims.email.clone(),
+                email_verified: claims.email_verified,
             });
         }
         let user = self
@@ -126,6 +145,8 @@ impl Auth {
             username: user.username,
             role: user.role,
             session_id: claims.sid.clone(),
+            email_verified: user.email.is_some(),
+            email: user.email.or(user.pending_email),
         })
     }
 }

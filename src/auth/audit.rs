@@ -17,6 +17,13 @@ pub enum AuditKind {
     SessionEvicted,
     PasswordChanged,
     RoleChanged,
+    /// An address was asked for; its verification mail queued.
+    EmailChangeAsked,
+    EmailVerified,
+    /// A reset link was asked for (whether or not one was sent).
+    PasswordResetAsked,
+    /// A reset link was used.
+    PasswordReset,
 }
 
 impl AuditKind {
@@ -32,6 +39,10 @@ impl AuditKind {
             Self::SessionEvicted => "session_evicted",
             Self::PasswordChanged => "password_changed",
             Self::RoleChanged => "role_changed",
+            Self::EmailChangeAsked => "email_change_asked",
+            Self::EmailVerified => "email_verified",
+            Self::PasswordResetAsked => "password_reset_asked",
+            Self::PasswordReset => "password_reset",
         }
     }
 }

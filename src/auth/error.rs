@@ -29,6 +29,13 @@ pub enum AuthError {
     RefreshRejected,
     #[error("The current password is wrong.")]
     WrongPassword,
+    #[error("That is not an e-mail address we can send to.")]
+    InvalidEmail,
+    #[error("That address belongs to another account.")]
+    EmailTaken,
+    /// A mailed token that is unknown, used, expired or superseded.
+    #[error("The link is not valid any more. Ask for a new one.")]
+    InvalidMailToken,
     #[error("This needs the admin role.")]
     Forbidden,
     #[error("Not found.")]

@@ -236,6 +236,9 @@ pub struct Limits {
     login_delay_max_ms: i64,
     registrations_per_ip: Limit,
     refreshes_per_session: Limit,
+    password_resets_per_email: Limit,
+    password_resets_per_ip: Limit,
+    verification_mails_per_user: Limit,
 }
 
 impl Limits {
@@ -262,6 +265,9 @@ impl Limits {
             login_delay_max_ms: settings.login_delay_max.saturating_mul(1000),
             registrations_per_ip: Limit::new("registrations_per_ip", settings.registrations_per_ip),
             refreshes_per_session: Limit::new("refreshes_per_session", settings.refreshes_per_session),
+            password_resets_per_email: Limit::new("password_resets_per_email", settings.password_resets_per_email),
+            password_resets_per_ip: Limit::new("password_resets_per_ip", settings.password_resets_per_ip),
+            verification_mails_per_user: Limit::new("verification_mails_per_user", settings.verification_mails_per_user),
         }
     }
 
@@ -283,6 +289,24 @@ impl Limits {
     /// A registration from `address` (see [`address_key`]).
     pub async fn registration(&self, address: &str) -> Result<(), AuthError> {
         self.spend(self.registrations_per_ip, address, self.now()).await
+    }
+
+    /// A password-reset request for the case-folded address `email_key` from
+    /// `address`: the same whether or not an account has that address, so
+    /// the limit tells nothing about which addresses exist.
+    pub async fn password_reset(&self, email_key: &str, address: &str) -> Result<(), AuthError> {
+        let now = self.now();
+        self.spend(self.password_resets_per_ip, address, now).await?;
+        if let Err(refused) = self.spend(self.password_resets_per_email, email_key, now).await {
+            self.rows.refund(self.password_resets_per_ip, address, now).await?;
+            return Err(refused);
+        }
+        Ok(())
+    }
+
+    /// A verification mail for the account `user_id`.
+    pub async fn verification_mail(&self, user_id: &str) -> Result<(), AuthError> {
+        self.spend(self.verification_mails_per_user, user_id, self.now()).await
     }
 
     /// A refresh of the presented token's session.

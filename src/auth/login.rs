@@ -143,6 +143,8 @@ impl Auth {
                     user_id: user.id.clone(),
                     username: user.username.clone(),
                     role: user.role.clone(),
+                    email: user.email.clone().or_else(|| user.pending_email.clone()),
+                    email_verified: user.email.is_some(),
                     now,
                     idle_ttl: self.settings.refresh_idle_ttl,
                     max_age: self.settings.session_max_age,

@@ -12,6 +12,8 @@
 //!   the refresh cookie;
 //! - [`sessions`]: checking access tokens, logout, listing and revoking
 //!   sessions;
+//! - [`email`]: asking for and verifying an e-mail address; [`recovery`]:
+//!   password reset by mail (tokens: [`mail_token`], texts: [`letters`]);
 //! - [`admin`]: the admin listings, paged by [`paging`]; [`audit`]: the audit trail;
 //! - [`upkeep`]: periodic pruning and catching up with other instances;
 //!   [`events`]: session events to sockets and other instances.
@@ -28,16 +30,20 @@ mod audit;
 mod cache;
 pub mod clock;
 mod ed25519;
+pub mod email;
 mod error;
 pub mod events;
 pub mod key_encryption;
 pub mod keys;
+mod letters;
 pub mod limits;
 mod login;
+pub mod mail_token;
 mod page_lookups;
 mod page_session;
 pub mod paging;
 pub mod password;
+mod recovery;
 mod refresh;
 pub mod refresh_token;
 pub mod revocation;
@@ -47,6 +53,8 @@ mod upkeep;
 
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
+
+use tokio::sync::Notify;
 
 use access_token::{AccessTokens, IssuedAccessToken};
 use clock::SharedClock;
@@ -107,6 +115,9 @@ pub struct Auth {
     prune_due_at: AtomicI64,
     /// When revocations were last read from the database (SQLite's poll).
     revocations_read_at: AtomicI64,
+    /// Told when a mail is queued, so this instance's outbox worker sends it
+    /// at once rather than at its next poll.
+    mail_queued: Arc<Notify>,
 }
 
 impl Auth {
@@ -136,6 +147,7 @@ impl Auth {
             events: EventBus::default(),
             prune_due_at: AtomicI64::new(i64::MIN),
             revocations_read_at: AtomicI64::new(now),
+            mail_queued: Arc::default(),
         };
         auth.load_revocations(now).await?;
         Ok(auth)
@@ -156,6 +168,11 @@ impl Auth {
     /// Whether the signing keys are encrypted at rest.
     pub fn signing_keys_encrypted(&self) -> bool {
         self.tokens.keys().is_encrypted()
+    }
+
+    /// What this instance's outbox worker waits on between polls.
+    pub fn mail_queued(&self) -> Arc<Notify> {
+        Arc::clone(&self.mail_queued)
     }
 
     pub fn jwks(&self) -> Jwks {

@@ -12,6 +12,7 @@ const PRUNE_EVERY: i64 = 3600;
 /// refresh tokens with it (one per refresh), so its batch is the smaller.
 const PRUNE_SESSIONS: i64 = 100;
 const PRUNE_EVENTS: i64 = 1000;
+const DAY: i64 = 86_400;
 
 impl Auth {
     /// Forgets old revocations, expired verified tokens and spent rate-limit
@@ -37,8 +38,8 @@ impl Auth {
     }
 
     /// Deletes sessions that ended longer ago than `ended_session_retention`,
-    /// with their refresh tokens, and audit events older than
-    /// `audit_retention`, a batch of each: otherwise every refresh and failed
+    /// with their refresh tokens, audit events older than `audit_retention`,
+    /// a batch of each, and mail that can no longer matter: otherwise every refresh and failed
     /// login would grow the database for ever. Whether a batch was full (more
     /// may be left).
     async fn delete_expired_records(&self, now: i64) -> Result<bool, AuthError> {
@@ -50,6 +51,9 @@ impl Auth {
             0 => 0,
             retention => self.store.delete_audit_before(now - retention, PRUNE_EVENTS).await?,
         };
+        // Mail tokens past their expiry, and mails sent or given up a day ago
+        // (their bodies were emptied then).
+        self.store.delete_old_mail(now - DAY).await?;
         if sessions + events > 0 {
             tracing::info!(sessions, events, "deleted ended sessions and old audit events");
         }

@@ -116,6 +116,31 @@ declare_settings! {
     /// base64); `GATEHOUSE_KEY_ENCRYPTION_KEY` holds the key itself instead.
     key_encryption_key_file: String = String::new(), env "GATEHOUSE_KEY_ENCRYPTION_KEY_FILE";
 
+    /// Where mail goes out: `smtp://host:port` (STARTTLS when offered),
+    /// `smtps://user:pass@host` (TLS), or empty to write each mail to a file
+    /// under `mail_dir` instead (development).
+    smtp_url: String = String::new(), env "GATEHOUSE_SMTP_URL",
+        valid |url, _| require(
+            url.is_empty() || url.starts_with("smtp://") || url.starts_with("smtps://"),
+            without_password(url),
+            "must be empty, smtp://… or smtps://…",
+        );
+
+    /// The `From` of every mail: an address, or `Name <address>`.
+    mail_from: String = "Gatehouse <gatehouse@localhost>".into(), env "GATEHOUSE_MAIL_FROM",
+        valid |from, _| require(from.parse::<lettre::message::Mailbox>().is_ok(), from, "must be an address or Name <address>");
+
+    /// Where mails are written when no SMTP server is configured.
+    mail_dir: String = "data/mail".into(), env "GATEHOUSE_MAIL_DIR";
+
+    /// How long a password-reset link works.
+    password_reset_ttl: i64 = 30 * MINUTE, env "GATEHOUSE_PASSWORD_RESET_TTL",
+        valid |ttl, _| require((60..=DAY).contains(ttl), ttl, "must be 60 to 86400 seconds");
+
+    /// How long an address-verification link works.
+    email_verification_ttl: i64 = DAY, env "GATEHOUSE_EMAIL_VERIFICATION_TTL",
+        valid |ttl, _| require((60..=30 * DAY).contains(ttl), ttl, "must be 60 seconds to 30 days");
+
     /// Addresses or CIDR ranges whose `X-Forwarded-For` is believed. Empty: the
     /// socket address is the client.
     trusted_proxies: Vec<IpNet> = Vec::new(), env "GATEHOUSE_TRUSTED_PROXIES";
@@ -161,6 +186,18 @@ declare_settings! {
     /// Accounts created per client address.
     registrations_per_ip: RateLimit = RateLimit { count: 10, per_seconds: 3600 },
         env "GATEHOUSE_REGISTRATIONS_PER_IP";
+
+    /// Password-reset requests per e-mail address, known or not.
+    password_resets_per_email: RateLimit = RateLimit { count: 3, per_seconds: 3600 },
+        env "GATEHOUSE_PASSWORD_RESETS_PER_EMAIL";
+
+    /// Password-reset requests per client address.
+    password_resets_per_ip: RateLimit = RateLimit { count: 20, per_seconds: 3600 },
+        env "GATEHOUSE_PASSWORD_RESETS_PER_IP";
+
+    /// Verification mails per account.
+    verification_mails_per_user: RateLimit = RateLimit { count: 5, per_seconds: 3600 },
+        env "GATEHOUSE_VERIFICATION_MAILS_PER_USER";
 
     /// Refresh requests per session.
     refreshes_per_session: RateLimit = RateLimit { count: 60, per_seconds: 60 },

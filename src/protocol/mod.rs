@@ -59,14 +59,52 @@ pub struct TokenResponse {
 }
 debug_redacting!(TokenResponse { token_type, expires_in; secret: access_token });
 
-/// `GET /api/me`.
+/// `GET /api/me`. `email` is the verified address, else the one waiting for
+/// verification (`email_verified` false), else null.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Me {
     pub id: String,
     pub username: String,
     pub role: String,
     pub session_id: String,
+    pub email: Option<String>,
+    pub email_verified: bool,
 }
+
+/// `POST /auth/register`: credentials and, optionally, an address to verify.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registration {
+    pub username: String,
+    pub password: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+debug_redacting!(Registration { username, email; secret: password });
+
+/// `POST /auth/email` and `POST /auth/password-reset`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailAddressBody {
+    pub email: String,
+}
+
+/// `POST /auth/email/verify`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailTokenBody {
+    pub token: String,
+}
+debug_redacting!(MailTokenBody { ; secret: token });
+
+/// `POST /auth/password-reset/confirm`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetConfirm {
+    pub token: String,
+    pub new_password: String,
+}
+debug_redacting!(PasswordResetConfirm { ; secret: token, new_password });
 
 /// Who is logged in, as the server found out from the refresh cookie while
 /// rendering a page, with an access token minted for that session. Travels to
@@ -170,6 +208,12 @@ pub struct AccessClaims {
     /// caller is needs no database read. Empty in tokens issued before it existed.
     #[serde(default)]
     pub preferred_username: String,
+    /// The user's e-mail address (OpenID Connect's claims): the verified one,
+    /// else the one waiting for verification, with `email_verified` false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub email_verified: bool,
 }
 
 #[cfg(test)]

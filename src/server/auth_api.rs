@@ -13,7 +13,10 @@ use super::extract::{Authenticated, Client, JsonBody, ListPage, RefreshCookie};
 use super::AppState;
 use crate::auth::paging::PageRequest;
 use crate::auth::{AuthError, NewTokens};
-use crate::protocol::{Credentials, Paged, PasswordChange, TokenResponse};
+use crate::protocol::{
+    Credentials, EmailAddressBody, MailTokenBody, Paged, PasswordChange, PasswordResetConfirm, Registration,
+    TokenResponse,
+};
 
 pub fn routes() -> Router<AppState> {
     let api = Router::new()
@@ -25,6 +28,10 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/sessions", get(sessions))
         .route("/auth/sessions/{id}", delete(revoke_session))
         .route("/auth/password", post(change_password))
+        .route("/auth/email", post(ask_for_email))
+        .route("/auth/email/verify", post(verify_email))
+        .route("/auth/password-reset", post(ask_for_password_reset))
+        .route("/auth/password-reset/confirm", post(reset_password))
         .route("/api/me", get(me))
         .route("/api/admin/users", get(admin_users))
         .route("/api/admin/events", get(admin_events))
@@ -52,9 +59,9 @@ fn token_response(state: &AppState, status: StatusCode, tokens: &NewTokens) -> R
 async fn register(
     State(state): State<AppState>,
     Client(client): Client,
-    JsonBody(credentials): JsonBody<Credentials>,
+    JsonBody(registration): JsonBody<Registration>,
 ) -> Result<Response, ApiError> {
-    let tokens = state.auth.register(credentials, &client).await?;
+    let tokens = state.auth.register(registration, &client).await?;
     Ok(token_response(&state, StatusCode::CREATED, &tokens))
 }
 
@@ -151,6 +158,44 @@ async fn change_password(
     JsonBody(change): JsonBody<PasswordChange>,
 ) -> Result<StatusCode, ApiError> {
     state.auth.change_password(&claims, change, &client).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn ask_for_email(
+    State(state): State<AppState>,
+    Client(client): Client,
+    Authenticated(claims): Authenticated,
+    JsonBody(body): JsonBody<EmailAddressBody>,
+) -> Result<StatusCode, ApiError> {
+    state.auth.ask_for_email(&claims, &body.email, &client).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+async fn verify_email(
+    State(state): State<AppState>,
+    Client(client): Client,
+    JsonBody(body): JsonBody<MailTokenBody>,
+) -> Result<StatusCode, ApiError> {
+    state.auth.verify_email(&body.token, &client).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// 202 whether or not the address has an account: see `auth::recovery`.
+async fn ask_for_password_reset(
+    State(state): State<AppState>,
+    Client(client): Client,
+    JsonBody(body): JsonBody<EmailAddressBody>,
+) -> Result<StatusCode, ApiError> {
+    state.auth.ask_for_password_reset(&body.email, &client).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+async fn reset_password(
+    State(state): State<AppState>,
+    Client(client): Client,
+    JsonBody(body): JsonBody<PasswordResetConfirm>,
+) -> Result<StatusCode, ApiError> {
+    state.auth.reset_password(&body.token, body.new_password, &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -20,9 +20,11 @@ use super::error::ApiError;
 use super::extract::{Client, RefreshCookie};
 use super::redirect::redirect;
 use super::AppState;
-use crate::app::routes::{login_url, safe_next, ACCOUNT, LOGIN, REGISTER, SESSIONS};
+use crate::app::routes::{
+    login_url, safe_next, ACCOUNT, FORGOT_PASSWORD, LOGIN, REGISTER, RESET_PASSWORD, SESSIONS, VERIFY_EMAIL,
+};
 use crate::auth::{AuthError, ClientInfo, WithSources};
-use crate::protocol::{debug_redacting, AccessClaims, Credentials, PasswordChange};
+use crate::protocol::{debug_redacting, AccessClaims, Credentials, PasswordChange, Registration};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -32,15 +34,39 @@ pub fn routes() -> Router<AppState> {
         .route("/logout-all", post(logout_all))
         .route("/sessions/revoke", post(revoke_session))
         .route("/account/password", post(change_password))
+        .route("/account/email", post(ask_for_email))
+        .route(FORGOT_PASSWORD, post(ask_for_password_reset))
+        .route(RESET_PASSWORD, post(reset_password))
+        .route(VERIFY_EMAIL, post(verify_email))
 }
 
 #[derive(Deserialize)]
 struct CredentialsForm {
     username: String,
     password: String,
+    /// Registration only, optional.
+    email: Option<String>,
     next: Option<String>,
 }
-debug_redacting!(CredentialsForm { username, next; secret: password });
+debug_redacting!(CredentialsForm { username, email, next; secret: password });
+
+#[derive(Debug, Deserialize)]
+struct EmailForm {
+    email: String,
+}
+
+#[derive(Deserialize)]
+struct MailTokenForm {
+    token: String,
+}
+debug_redacting!(MailTokenForm { ; secret: token });
+
+#[derive(Deserialize)]
+struct ResetForm {
+    token: String,
+    new_password: String,
+}
+debug_redacting!(ResetForm { ; secret: token, new_password });
 
 #[derive(Debug, Deserialize)]
 struct RevokeForm {
@@ -71,13 +97,18 @@ async fn credentials_form(state: &AppState, client: &ClientInfo, request: Reques
         return see_other(&with_code(page, "error", "bad_request"), None);
     };
     let next = safe_next(form.next.as_deref());
-    let credentials = Credentials {
-        username: form.username,
-        password: form.password,
-    };
     let started = if page == REGISTER {
-        state.auth.register(credentials, client).await
+        let registration = Registration {
+            username: form.username,
+            password: form.password,
+            email: form.email,
+        };
+        state.auth.register(registration, client).await
     } else {
+        let credentials = Credentials {
+            username: form.username,
+            password: form.password,
+        };
         state.auth.login(credentials, client).await
     };
     match started {
@@ -154,6 +185,64 @@ async fn change_password(
     match state.auth.change_password(&claims, change, &client).await {
         Ok(()) => see_other(&with_code(ACCOUNT, "notice", "password_changed"), renewed),
         Err(err) => see_other(&with_error(ACCOUNT, err), renewed),
+    }
+}
+
+async fn ask_for_email(
+    State(state): State<AppState>,
+    Client(client): Client,
+    RefreshCookie(cookie): RefreshCookie,
+    request: Request,
+) -> Response {
+    let (claims, renewed, form) =
+        match session_form::<EmailForm>(&state, cookie.as_deref(), &client, request, ACCOUNT).await {
+            Ok(found) => found,
+            Err(response) => return response,
+        };
+    match state.auth.ask_for_email(&claims, &form.email, &client).await {
+        Ok(()) => see_other(&with_code(ACCOUNT, "notice", "verification_mailed"), renewed),
+        Err(err) => see_other(&with_error(ACCOUNT, err), renewed),
+    }
+}
+
+async fn ask_for_password_reset(State(state): State<AppState>, Client(client): Client, request: Request) -> Response {
+    let Some(form) = read_form::<EmailForm>(&state, request).await else {
+        return see_other(&with_code(FORGOT_PASSWORD, "error", "bad_request"), None);
+    };
+    match state.auth.ask_for_password_reset(&form.email, &client).await {
+        Ok(()) => see_other(&with_code(FORGOT_PASSWORD, "notice", "reset_mailed"), None),
+        Err(err) => see_other(&with_error(FORGOT_PASSWORD, err), None),
+    }
+}
+
+/// What a token keeps unescaped in a URL: base64url stays as it is, anything
+/// else typed is escaped.
+const URL_SAFE: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_');
+
+/// Back to the form with the token on a refusal the person can fix (a weak
+/// password), without it when the token itself was refused.
+async fn reset_password(State(state): State<AppState>, Client(client): Client, request: Request) -> Response {
+    let Some(form) = read_form::<ResetForm>(&state, request).await else {
+        return see_other(&with_code(RESET_PASSWORD, "error", "bad_request"), None);
+    };
+    let token = form.token.trim().to_string();
+    match state.auth.reset_password(&token, form.new_password, &client).await {
+        Ok(()) => see_other(&with_code(LOGIN, "notice", "password_reset"), None),
+        Err(err @ AuthError::WeakPassword(_)) => {
+            let again = format!("{RESET_PASSWORD}?token={}", utf8_percent_encode(&token, URL_SAFE));
+            see_other(&with_error(&again, err), None)
+        }
+        Err(err) => see_other(&with_error(RESET_PASSWORD, err), None),
+    }
+}
+
+async fn verify_email(State(state): State<AppState>, Client(client): Client, request: Request) -> Response {
+    let Some(form) = read_form::<MailTokenForm>(&state, request).await else {
+        return see_other(&with_code(VERIFY_EMAIL, "error", "bad_request"), None);
+    };
+    match state.auth.verify_email(&form.token, &client).await {
+        Ok(()) => see_other(&with_code(VERIFY_EMAIL, "notice", "email_verified"), None),
+        Err(err) => see_other(&with_error(VERIFY_EMAIL, err), None),
     }
 }
 

@@ -18,6 +18,10 @@ pub struct SessionRecord {
     pub user_id: String,
     pub username: String,
     pub role: String,
+    /// The user's e-mail address, which access tokens carry: the verified
+    /// one, else the one asked for (then `email_verified` is false).
+    pub email: Option<String>,
+    pub email_verified: bool,
     pub created_at: i64,
     pub last_used_at: i64,
     pub idle_expires_at: i64,
@@ -47,6 +51,8 @@ impl SessionRecord {
             user_id: "u".into(),
             username: "alice".into(),
             role: "user".into(),
+            email: None,
+            email_verified: false,
             created_at: 0,
             last_used_at: 0,
             idle_expires_at: 1_000,
@@ -58,11 +64,15 @@ impl SessionRecord {
     }
 
     pub(super) fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
+        let verified: Option<String> = row.try_get("email")?;
+        let pending: Option<String> = row.try_get("pending_email")?;
         Ok(Self {
             id: row.try_get("id")?,
             user_id: row.try_get("user_id")?,
             username: row.try_get("username")?,
             role: row.try_get("role")?,
+            email_verified: verified.is_some(),
+            email: verified.or(pending),
             created_at: row.try_get("created_at")?,
             last_used_at: row.try_get("last_used_at")?,
             idle_expires_at: row.try_get("idle_expires_at")?,
@@ -78,7 +88,7 @@ impl SessionRecord {
 /// idle expiry from a token row `c` (see [`NEWEST_TOKEN`], and `BY_TOKEN` in
 /// `refresh_tokens`).
 pub(super) const SESSION_COLUMNS: &str =
-    "s.id, s.user_id, u.username, u.role, s.created_at, s.expires_at, s.revoked_at, \
+    "s.id, s.user_id, u.username, u.role, u.email, u.pending_email, s.created_at, s.expires_at, s.revoked_at, \
      s.user_agent, s.ip, c.issued_at AS last_used_at, c.idle_expires_at";
 
 /// Sessions `s` with their users `u` and their newest tokens `c`. Tokens of one
@@ -95,9 +105,11 @@ const NEWEST_TOKEN: &str = "FROM sessions s JOIN users u ON u.id = s.user_id
 pub struct NewSession {
     pub id: String,
     pub user_id: String,
-    /// The user's name and role, as the returned [`SessionRecord`] carries them.
+    /// The user's name, role and address, as the returned [`SessionRecord`] carries them.
     pub username: String,
     pub role: String,
+    pub email: Option<String>,
+    pub email_verified: bool,
     pub now: i64,
     pub idle_ttl: i64,
     pub max_age: i64,
@@ -141,6 +153,8 @@ impl Store {
             user_id: new.user_id.clone(),
             username: new.username.clone(),
             role: new.role.clone(),
+            email: new.email.clone(),
+            email_verified: new.email_verified,
             created_at: new.now,
             last_used_at: new.now,
             idle_expires_at: new.now + new.idle_ttl,
@@ -300,7 +314,7 @@ impl Store {
 
     /// Sets a new password hash and revokes every other session of the user, in
     /// one transaction: never a new password with the old sessions still live.
-    /// Returns the revoked session ids.
+    /// Reset links mailed before are void. Returns the revoked session ids.
     pub async fn change_password(
         &self,
         user_id: &str,
@@ -316,6 +330,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let ids = revoke_user_sessions_in(&mut tx, user_id, keep, "password_changed", now).await?;
+        // A reset link mailed before the change must not undo it.
+        super::mail::void_tokens_in(&mut tx, user_id, super::mail::MailPurpose::PasswordReset).await?;
         tx.commit().await?;
         Ok(ids)
     }
@@ -382,7 +398,7 @@ impl Store {
 const REVOKE_SESSION: &str =
     "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL";
 
-async fn revoke_user_sessions_in(
+pub(super) async fn revoke_user_sessions_in(
     tx: &mut AnyConnection,
     user_id: &str,
     keep: &str,

@@ -14,10 +14,14 @@ pub struct UserRecord {
     pub created_at: i64,
     /// When the password was last set (an upgrade of its hash does not count).
     pub password_changed_at: i64,
+    /// The verified e-mail address.
+    pub email: Option<String>,
+    /// An address asked for and not verified yet.
+    pub pending_email: Option<String>,
 }
 
 impl UserRecord {
-    fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
+    pub(super) fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
         Ok(Self {
             id: row.try_get("id")?,
             username: row.try_get("username")?,
@@ -25,11 +29,13 @@ impl UserRecord {
             password_hash: row.try_get("password_hash")?,
             created_at: row.try_get("created_at")?,
             password_changed_at: row.try_get("password_changed_at")?,
+            email: row.try_get("email")?,
+            pending_email: row.try_get("pending_email")?,
         })
     }
 }
 
-const COLUMNS: &str = "id, username, role, password_hash, created_at, password_changed_at";
+pub(super) const COLUMNS: &str = "id, username, role, password_hash, created_at, password_changed_at, email, pending_email";
 
 impl Store {
     /// Adds a user; `StoreError::Conflict` if the name (case-folded) is taken.

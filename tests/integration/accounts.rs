@@ -200,7 +200,7 @@ async fn registrations_are_rate_limited_per_address(backend: Backend) {
 /// key, as logins are, not left unlimited.
 async fn registrations_without_a_client_address_share_one_limit(backend: Backend) {
     use gatehouse::auth::{AuthError, ClientInfo};
-    use gatehouse::protocol::Credentials;
+    use gatehouse::protocol::Registration;
 
     let server = TestServer::start_with(backend, |s| {
         s.registrations_per_ip = gatehouse::config::RateLimit { count: 2, per_seconds: 3600 };
@@ -208,11 +208,12 @@ async fn registrations_without_a_client_address_share_one_limit(backend: Backend
     .await;
     let nowhere = ClientInfo::default();
     let register = |username: &str| {
-        let credentials = Credentials {
+        let registration = Registration {
             username: username.to_string(),
             password: PASSWORD.to_string(),
+            email: None,
         };
-        server.auth.register(credentials, &nowhere)
+        server.auth.register(registration, &nowhere)
     };
     register("alice").await.unwrap();
     register("bob").await.unwrap();
@@ -271,6 +272,8 @@ async fn a_login_checked_against_a_changed_password_makes_no_session(backend: Ba
         user_id: before.id.clone(),
         username: before.username.clone(),
         role: before.role.clone(),
+        email: None,
+        email_verified: false,
         now,
         idle_ttl: 600,
         max_age: 3600,

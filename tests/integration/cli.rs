@@ -69,7 +69,10 @@ fn a_bad_setting_stops_the_start_and_is_named() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("GATEHOUSE_ACCESS_TTL"));
 }
 
-crate::both_backends!(set_role_takes_effect_on_every_instance_within_a_second);
+crate::both_backends!(
+    set_role_takes_effect_on_every_instance_within_a_second,
+    reset_link_prints_a_link_that_works_once,
+);
 
 /// `gatehouse user set-role`, run while two instances serve: within a second
 /// neither accepts the demoted admin's token for `/api/admin/*`, and the next
@@ -111,4 +114,52 @@ async fn set_role_takes_effect_on_every_instance_within_a_second(backend: Backen
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no user named nobody"));
     b.stop();
     a.finish().await;
+}
+
+/// `gatehouse user reset-link`: for operators without mail, a link on the
+/// public URL that sets a new password once, and voids the one before it.
+async fn reset_link_prints_a_link_that_works_once(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let ada = server.register("ada").await;
+    let url = server.settings.database_url.clone();
+    let link = |url: String| async move {
+        let output = tokio::task::spawn_blocking(move || {
+            let mut command = gatehouse_command(&url);
+            command.env("GATEHOUSE_PUBLIC_URL", "https://login.example.test").args(["user", "reset-link", "--username", "ADA"]);
+            command.output().expect("run gatehouse")
+        })
+        .await
+        .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let printed = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        let token = printed
+            .strip_prefix("https://login.example.test/reset-password?token=")
+            .unwrap_or_else(|| panic!("a link: {printed}"))
+            .to_string();
+        token
+    };
+    let first = link(url.clone()).await;
+    let second = link(url).await;
+    let confirm = |token: String| {
+        let server = &server;
+        async move {
+            server
+                .post_json(
+                    "/auth/password-reset/confirm",
+                    serde_json::json!({"token": token, "new_password": "saffron-quarry-lantern-58"}),
+                )
+                .await
+                .status()
+        }
+    };
+    assert_eq!(confirm(first).await, StatusCode::BAD_REQUEST, "the newer link voided it");
+    assert_eq!(confirm(second.clone()).await, StatusCode::NO_CONTENT);
+    assert_eq!(confirm(second).await, StatusCode::BAD_REQUEST, "used");
+    assert_eq!(server.refresh(&ada.cookie).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(server.login("ada", "saffron-quarry-lantern-58").await.status(), StatusCode::OK);
+
+    let unknown = gatehouse(&server.settings.database_url, &["user", "reset-link", "--username", "nobody"], "");
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no user named nobody"));
+    server.finish().await;
 }

@@ -9,6 +9,7 @@ mod auth_api;
 mod cli;
 mod limits;
 mod live;
+mod mail;
 mod migrations;
 mod pages;
 mod paging;

@@ -38,6 +38,7 @@ pub struct TestServer {
     postgres_db: Option<String>,
     task: tokio::task::JoinHandle<()>,
     relay: tokio::task::JoinHandle<()>,
+    outbox: tokio::task::JoinHandle<()>,
 }
 
 /// Settings for tests: short lifetimes are set per test; argon2 is cheaper
@@ -51,6 +52,11 @@ pub fn test_settings() -> Settings {
         login_failures_per_ip: RateLimit { count: 1000, per_seconds: 60 },
         registrations_per_ip: RateLimit { count: 1000, per_seconds: 60 },
         refreshes_per_session: RateLimit { count: 1000, per_seconds: 60 },
+        // Mails go to files unless a test names an SMTP server.
+        mail_dir: std::env::temp_dir()
+            .join(format!("gatehouse-mail-{}", uuid::Uuid::new_v4().simple()))
+            .display()
+            .to_string(),
         ..Settings::default()
     }
 }
@@ -131,6 +137,7 @@ impl TestServer {
         let store = Store::open(&settings.database_url).await.expect("open store");
         let auth = Arc::new(Auth::new(settings.clone(), store, clock.clone()).await.expect("auth core"));
         let relay = gatehouse::auth::events::spawn_relay(&auth);
+        let outbox = gatehouse::mail::spawn_outbox(&auth).expect("mail settings");
         let leptos = leptos::config::LeptosOptions::builder().output_name("gatehouse").build();
         let router = app(AppState::new(leptos, auth.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -150,6 +157,7 @@ impl TestServer {
             postgres_db: None,
             task,
             relay,
+            outbox,
         }
     }
 
@@ -157,12 +165,14 @@ impl TestServer {
     pub fn stop(self) {
         self.task.abort();
         self.relay.abort();
+        self.outbox.abort();
     }
 
     /// Stops the server and drops its PostgreSQL database.
     pub async fn finish(self) {
         self.task.abort();
         self.relay.abort();
+        self.outbox.abort();
         self.auth.store().close().await;
         drop_database(&self.settings.database_url, self.postgres_db.as_deref()).await;
     }

@@ -51,6 +51,14 @@ impl Api {
         response.json().await.map_err(|_| ClientError::Unavailable)
     }
 
+    /// A call without an access token whose success has no body (202, 204).
+    pub async fn send_public<B: Serialize>(&self, path: &str, body: &B) -> Result<(), ClientError> {
+        let body = serde_json::to_string(body).map_err(|_| ClientError::Unavailable)?;
+        let response = ok_or_refused(send_once(Method::POST, path, Some(&body), None).await?).await?;
+        discard(response).await;
+        Ok(())
+    }
+
     async fn authorized(&self, method: Method, path: &str, body: Option<&str>) -> Result<Response, ClientError> {
         // A token known to be expired is not worth a round trip: refresh first.
         let token = match self.store.current() {

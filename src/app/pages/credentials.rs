@@ -12,7 +12,7 @@ use crate::app::components::{page_messages, typed_field, Announce, StrengthMeter
 #[cfg(feature = "hydrate")]
 use crate::app::components::{error_message};
 use crate::app::protected::leave_when_logged_in;
-use crate::app::routes::{safe_next, with_next, LOGIN, REGISTER};
+use crate::app::routes::{safe_next, with_next, FORGOT_PASSWORD, LOGIN, REGISTER};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Purpose {
@@ -39,7 +39,8 @@ fn CredentialsPage(purpose: Purpose) -> impl IntoView {
     let store = AuthStore::from_context();
     let username = typed_field("username");
     let password = typed_field("password");
-    let (error, _) = page_messages();
+    let email = typed_field("email");
+    let (error, notice) = page_messages();
     let pending = RwSignal::new(false);
 
     let submit = move |ev: SubmitEvent| {
@@ -50,13 +51,17 @@ fn CredentialsPage(purpose: Purpose) -> impl IntoView {
         #[cfg(feature = "hydrate")]
         {
             use crate::app::client::{logged_in, Api, ClientError};
-            use crate::protocol::{Credentials, TokenResponse};
+            use crate::protocol::{Registration, TokenResponse};
 
             pending.set(true);
             error.set(None);
-            let credentials = Credentials {
+            notice.set(None);
+            // Login takes the same body without an address.
+            let typed_email = email.get_untracked();
+            let credentials = Registration {
                 username: username.get_untracked(),
                 password: password.get_untracked(),
+                email: (purpose == Purpose::Register && !typed_email.trim().is_empty()).then_some(typed_email),
             };
             let path = match purpose {
                 Purpose::Login => "/auth/login",
@@ -92,7 +97,10 @@ fn CredentialsPage(purpose: Purpose) -> impl IntoView {
         let target = next.get();
         let keep = |page: &str| with_next(page, &target);
         match purpose {
-            Purpose::Login => Either::Left(view! { <p>"New here? " <a href=keep(REGISTER)>"Create an account"</a></p> }),
+            Purpose::Login => Either::Left(view! {
+                <p><a href=FORGOT_PASSWORD data-testid="forgot-link">"Forgot your password?"</a></p>
+                <p>"New here? " <a href=keep(REGISTER)>"Create an account"</a></p>
+            }),
             Purpose::Register => Either::Right(view! { <p>"Have an account? " <a href=keep(LOGIN)>"Log in"</a></p> }),
         }
     };
@@ -110,7 +118,12 @@ fn CredentialsPage(purpose: Purpose) -> impl IntoView {
                     <label for="password">"Password"</label>
                     <input id="password" name="password" type="password" autocomplete=autocomplete required
                         bind:value=password/>
-                    {(purpose == Purpose::Register).then(|| view! { <StrengthMeter password=password username=username/> })}
+                    {(purpose == Purpose::Register).then(|| view! {
+                        <StrengthMeter password=password username=username/>
+                        <label for="email">"E-mail address " <span class="hint">"(optional, for a forgotten password)"</span></label>
+                        <input id="email" name="email" type="email" autocomplete="email" bind:value=email/>
+                    })}
+                    <Announce message=notice kind="notice"/>
                     <Announce message=error/>
                     <button type="submit" disabled=move || pending.get() data-testid="submit">{button}</button>
                 </form>

@@ -26,6 +26,7 @@ mod account;
 mod admin;
 mod credentials;
 mod dashboard;
+mod recovery;
 mod sessions;
 
 page_table! {
@@ -35,6 +36,9 @@ page_table! {
     SESSIONS = "/sessions": Member => sessions::SessionsPage, preload sessions::preload;
     ACCOUNT = "/account": Member => account::AccountPage;
     ADMIN = "/admin": Admin => admin::AdminPage, preload admin::preload;
+    FORGOT_PASSWORD = "/forgot-password": Public => recovery::ForgotPasswordPage;
+    RESET_PASSWORD = "/reset-password": Public => recovery::ResetPasswordPage;
+    VERIFY_EMAIL = "/verify-email": Public => recovery::VerifyEmailPage;
 }
 
 /// The router's segment for a page's path: `/sessions` is `sessions`, `/` is
