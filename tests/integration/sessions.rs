@@ -282,6 +282,9 @@ async fn logins_at_once_never_leave_more_sessions_than_the_cap(backend: Backend)
     let server = TestServer::start_with(backend, |s| s.max_sessions_per_user = CAP as i64).await;
     let other = server.sibling(|_| {}).await;
     let first = server.register("alice").await;
+    // A second later: the first session is the least recently used, not
+    // tied with the others (a tie ends whichever id sorts first).
+    server.clock.advance(1);
     let logins = (0..12).map(|i| {
         let api = if i % 2 == 0 { &server.api } else { &other.api };
         api.login("alice", PASSWORD)
