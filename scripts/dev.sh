@@ -89,6 +89,36 @@ tool_install() {
     CARGO_PROFILE_RELEASE_DEBUG=false cargo install "$@"
 }
 
+# cargo-leptos 0.3.11 panics while renaming hashed files when wasm-split
+# leaves an empty chunk (an 8-byte module, shorter than the name it searches
+# for: an unsigned subtraction that wraps). It is built from its crates.io
+# source with the one-line fix in scripts/cargo-leptos-empty-chunks.patch; a
+# mark beside it says which patch the installed one has.
+CARGO_LEPTOS_PATCH="$ROOT/scripts/cargo-leptos-empty-chunks.patch"
+cargo_leptos_mark() {
+  echo "$HOME/.cargo/cargo-leptos-$CARGO_LEPTOS_VERSION-$(sha256sum "$CARGO_LEPTOS_PATCH" | cut -c1-16).patched"
+}
+install_cargo_leptos() {
+  local work
+  work="$(mktemp -d)"
+  # A throwaway package that depends on it makes cargo download and unpack its source.
+  mkdir -p "$work/fetch/src"
+  echo 'fn main() {}' > "$work/fetch/src/main.rs"
+  printf '[package]\nname = "fetch"\nversion = "0.0.0"\nedition = "2021"\n\n[dependencies]\ncargo-leptos = "=%s"\n' \
+    "$CARGO_LEPTOS_VERSION" > "$work/fetch/Cargo.toml"
+  cargo metadata --manifest-path "$work/fetch/Cargo.toml" --format-version 1 > /dev/null
+  local source
+  source="$(ls -d "$HOME"/.cargo/registry/src/*/cargo-leptos-"$CARGO_LEPTOS_VERSION" | head -n1)"
+  cp -r "$source" "$work/cargo-leptos"
+  (cd "$work/cargo-leptos" && git apply -p1 "$CARGO_LEPTOS_PATCH")
+  # no_downloads: take wasm-bindgen and wasm-opt from PATH instead of fetching them.
+  tool_install --path "$work/cargo-leptos" --locked --features no_downloads --force \
+    || tool_install --path "$work/cargo-leptos" --features no_downloads --force
+  rm -rf "$work"
+  rm -f "$HOME"/.cargo/cargo-leptos-*.patched
+  touch "$(cargo_leptos_mark)"
+}
+
 setup_toolchain() {
   if [ "$MODE" = debian ]; then
     local missing=()
@@ -101,10 +131,8 @@ setup_toolchain() {
     # Not --locked: one locked dependency of the CLI is missing from the registry.
     tool_install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
   fi
-  if ! cargo-leptos --version 2>/dev/null | grep -q " $CARGO_LEPTOS_VERSION\$"; then
-    # no_downloads: take wasm-bindgen and wasm-opt from PATH instead of fetching them.
-    tool_install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --locked --features no_downloads --force \
-      || tool_install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --features no_downloads --force
+  if ! cargo-leptos --version 2>/dev/null | grep -q " $CARGO_LEPTOS_VERSION\$" || [ ! -f "$(cargo_leptos_mark)" ]; then
+    install_cargo_leptos
   fi
   setup_node
 }
