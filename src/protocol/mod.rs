@@ -214,6 +214,12 @@ pub struct AccessClaims {
     pub email: Option<String>,
     #[serde(default)]
     pub email_verified: bool,
+    /// How the user proved who they are (RFC 8176 method names: `pwd`,
+    /// `webauthn`, `otp`, …) and when, for the session the token belongs to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
+    #[serde(default)]
+    pub auth_time: i64,
 }
 
 #[cfg(test)]
