@@ -33,6 +33,8 @@ fn access_tokens(c: &mut Criterion) {
         role: "user",
         email: None,
         email_verified: false,
+        amr: "pwd",
+        auth_time: now,
         session_id: "session-id",
         session_ends_at: i64::MAX,
     };

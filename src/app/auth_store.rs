@@ -31,6 +31,8 @@ pub struct TokenClaims {
     pub email: Option<String>,
     #[serde(default)]
     pub email_verified: bool,
+    #[serde(default)]
+    pub preferred_username: String,
 }
 
 #[derive(Clone, PartialEq, Eq)]

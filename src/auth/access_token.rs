@@ -41,6 +41,9 @@ pub struct TokenSubject<'a> {
     pub role: &'a str,
     pub email: Option<&'a str>,
     pub email_verified: bool,
+    /// Space-separated methods, as the session keeps them.
+    pub amr: &'a str,
+    pub auth_time: i64,
     pub session_id: &'a str,
     /// When the session ends (idle or absolute): no token of it outlives that.
     pub session_ends_at: i64,
@@ -54,6 +57,8 @@ impl<'a> From<&'a SessionRecord> for TokenSubject<'a> {
             role: &session.role,
             email: session.email.as_deref(),
             email_verified: session.email_verified,
+            amr: &session.amr,
+            auth_time: session.auth_time,
             session_id: &session.id,
             session_ends_at: session.ends_at(),
         }
@@ -145,6 +150,8 @@ impl AccessTokens {
                 && claims.role == subject.role
                 && claims.email.as_deref() == subject.email
                 && claims.email_verified == subject.email_verified
+                && claims.auth_time == subject.auth_time
+                && claims.amr.join(" ") == subject.amr
                 && claims.iat <= now
                 && claims.exp <= subject.session_ends_at
                 && 2 * (claims.exp - now) >= lifetime
@@ -193,6 +200,8 @@ impl AccessTokens {
             preferred_username: subject.username.to_string(),
             email: subject.email.map(str::to_string),
             email_verified: subject.email_verified,
+            amr: subject.amr.split_whitespace().map(str::to_string).collect(),
+            auth_time: subject.auth_time,
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.typ = Some(TOKEN_TYPE.to_string());

@@ -32,7 +32,7 @@ impl Auth {
                 Err(err) => return Err(err),
             }
         }
-        self.start_session(&user, client, AuditKind::Register).await
+        self.start_session(&user, client, AuditKind::Register, "pwd").await
     }
 
     /// Creates an account after checking the name and the password's strength.

@@ -24,6 +24,11 @@ pub enum AuditKind {
     PasswordResetAsked,
     /// A reset link was used.
     PasswordReset,
+    PasskeyAdded,
+    /// A sign-in with a passkey.
+    PasskeyLogin,
+    PasskeyRenamed,
+    PasskeyRemoved,
 }
 
 impl AuditKind {
@@ -43,6 +48,10 @@ impl AuditKind {
             Self::EmailVerified => "email_verified",
             Self::PasswordResetAsked => "password_reset_asked",
             Self::PasswordReset => "password_reset",
+            Self::PasskeyAdded => "passkey_added",
+            Self::PasskeyLogin => "passkey_login",
+            Self::PasskeyRenamed => "passkey_renamed",
+            Self::PasskeyRemoved => "passkey_removed",
         }
     }
 }

@@ -36,6 +36,18 @@ pub enum AuthError {
     /// A mailed token that is unknown, used, expired or superseded.
     #[error("The link is not valid any more. Ask for a new one.")]
     InvalidMailToken,
+    /// A passkey the server would not register (a failed ceremony, a
+    /// credential it knows already, an expired or unknown ceremony).
+    #[error("The passkey could not be added. Try again.")]
+    PasskeyRefused,
+    #[error("A passkey's name has 1 to 64 characters.")]
+    PasskeyName,
+    #[error("That passkey is registered already.")]
+    PasskeyTaken,
+    #[error("This is the account's last way to sign in: add another passkey or a password first.")]
+    LastSignInMethod,
+    #[error("Passkeys need the server's public URL to be a domain name.")]
+    PasskeysUnavailable,
     #[error("This needs the admin role.")]
     Forbidden,
     #[error("Not found.")]

@@ -239,6 +239,7 @@ pub struct Limits {
     password_resets_per_email: Limit,
     password_resets_per_ip: Limit,
     verification_mails_per_user: Limit,
+    passkey_ceremonies_per_ip: Limit,
 }
 
 impl Limits {
@@ -268,6 +269,7 @@ impl Limits {
             password_resets_per_email: Limit::new("password_resets_per_email", settings.password_resets_per_email),
             password_resets_per_ip: Limit::new("password_resets_per_ip", settings.password_resets_per_ip),
             verification_mails_per_user: Limit::new("verification_mails_per_user", settings.verification_mails_per_user),
+            passkey_ceremonies_per_ip: Limit::new("passkey_ceremonies_per_ip", settings.passkey_ceremonies_per_ip),
         }
     }
 
@@ -307,6 +309,11 @@ impl Limits {
     /// A verification mail for the account `user_id`.
     pub async fn verification_mail(&self, user_id: &str) -> Result<(), AuthError> {
         self.spend(self.verification_mails_per_user, user_id, self.now()).await
+    }
+
+    /// A passkey sign-in begun from `address`.
+    pub async fn passkey_ceremony(&self, address: &str) -> Result<(), AuthError> {
+        self.spend(self.passkey_ceremonies_per_ip, address, self.now()).await
     }
 
     /// A refresh of the presented token's session.

@@ -74,7 +74,7 @@ impl Auth {
         } else {
             user
         };
-        self.start_session(&user, client, AuditKind::LoginOk).await
+        self.start_session(&user, client, AuditKind::LoginOk, "pwd").await
     }
 
     /// `user` with its password hash made again under the current argon2
@@ -99,8 +99,9 @@ impl Auth {
         }
     }
 
-    /// Starts a session for `user`, recording `started_by` (a login or a
-    /// registration) with it, unless the user's password has changed from
+    /// Starts a session for `user`, who proved who they are by `amr` (space-
+    /// separated methods), recording `started_by` (a login or a registration)
+    /// with it, unless the user's password has changed from
     /// `user.password_hash` meanwhile; ends the user's least recently used
     /// sessions beyond `max_sessions_per_user` with it; then tells the user's
     /// sockets.
@@ -109,6 +110,7 @@ impl Auth {
         user: &UserRecord,
         client: &ClientInfo,
         started_by: AuditKind,
+        amr: &str,
     ) -> Result<NewTokens, AuthError> {
         // After the password check, which may have waited for a hashing thread.
         let now = self.now();
@@ -145,6 +147,7 @@ impl Auth {
                     role: user.role.clone(),
                     email: user.email.clone().or_else(|| user.pending_email.clone()),
                     email_verified: user.email.is_some(),
+                    amr: amr.to_string(),
                     now,
                     idle_ttl: self.settings.refresh_idle_ttl,
                     max_age: self.settings.session_max_age,

@@ -14,6 +14,7 @@
 //!   sessions;
 //! - [`email`]: asking for and verifying an e-mail address; [`recovery`]:
 //!   password reset by mail (tokens: [`mail_token`], texts: [`letters`]);
+//! - [`passkeys`]: adding passkeys and signing in with them (WebAuthn);
 //! - [`admin`]: the admin listings, paged by [`paging`]; [`audit`]: the audit trail;
 //! - [`upkeep`]: periodic pruning and catching up with other instances;
 //!   [`events`]: session events to sockets and other instances.
@@ -42,6 +43,7 @@ pub mod mail_token;
 mod page_lookups;
 mod page_session;
 pub mod paging;
+mod passkeys;
 pub mod password;
 mod recovery;
 mod refresh;
@@ -115,6 +117,8 @@ pub struct Auth {
     prune_due_at: AtomicI64,
     /// When revocations were last read from the database (SQLite's poll).
     revocations_read_at: AtomicI64,
+    /// The relying party for passkeys; `None` where they cannot work.
+    webauthn: Option<webauthn_rs::Webauthn>,
     /// Told when a mail is queued, so this instance's outbox worker sends it
     /// at once rather than at its next poll.
     mail_queued: Arc<Notify>,
@@ -135,6 +139,7 @@ impl Auth {
         let encryption = KeyEncryptionKey::configured(&settings)?;
         let keys = Arc::new(KeyRing::load(store.clone(), settings.access_ttl, encryption, now).await?);
         let tokens = AccessTokens::new(keys, settings.issuer.clone(), settings.audience.clone(), settings.access_ttl);
+        let webauthn = passkeys::relying_party(&settings);
         let auth = Self {
             limits: Limits::new(&settings, clock.clone(), &store),
             page_lookups: PageLookups::new(settings.refresh_grace),
@@ -148,6 +153,7 @@ impl Auth {
             prune_due_at: AtomicI64::new(i64::MIN),
             revocations_read_at: AtomicI64::new(now),
             mail_queued: Arc::default(),
+            webauthn,
         };
         auth.load_revocations(now).await?;
         Ok(auth)

@@ -54,6 +54,7 @@ impl Auth {
         // Mail tokens past their expiry, and mails sent or given up a day ago
         // (their bodies were emptied then).
         self.store.delete_old_mail(now - DAY).await?;
+        self.store.delete_expired_ceremonies(now).await?;
         if sessions + events > 0 {
             tracing::info!(sessions, events, "deleted ended sessions and old audit events");
         }

@@ -199,6 +199,10 @@ declare_settings! {
     verification_mails_per_user: RateLimit = RateLimit { count: 5, per_seconds: 3600 },
         env "GATEHOUSE_VERIFICATION_MAILS_PER_USER";
 
+    /// Passkey sign-ins begun per client address.
+    passkey_ceremonies_per_ip: RateLimit = RateLimit { count: 60, per_seconds: 60 },
+        env "GATEHOUSE_PASSKEY_CEREMONIES_PER_IP";
+
     /// Refresh requests per session.
     refreshes_per_session: RateLimit = RateLimit { count: 60, per_seconds: 60 },
         env "GATEHOUSE_REFRESHES_PER_SESSION";

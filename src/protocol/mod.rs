@@ -82,6 +82,48 @@ pub struct Registration {
 }
 debug_redacting!(Registration { username, email; secret: password });
 
+/// One entry of `GET /auth/passkeys`, and the answer of adding or renaming one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasskeyView {
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+/// `POST /auth/passkeys/register/finish`: what the browser's
+/// `navigator.credentials.create()` gave, and a name (a default if none).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyRegistrationFinish {
+    pub credential: webauthn_rs_proto::RegisterPublicKeyCredential,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `POST /auth/passkeys/login/start`: the options for
+/// `navigator.credentials.get()` and the ceremony to finish with them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PasskeyLoginStart {
+    pub ceremony: String,
+    pub options: webauthn_rs_proto::RequestChallengeResponse,
+}
+
+/// `POST /auth/passkeys/login/finish`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyLoginFinish {
+    pub ceremony: String,
+    pub credential: webauthn_rs_proto::PublicKeyCredential,
+}
+
+/// `PATCH /auth/passkeys/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyRename {
+    pub name: String,
+}
+
 /// `POST /auth/email` and `POST /auth/password-reset`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -214,6 +256,12 @@ pub struct AccessClaims {
     pub email: Option<String>,
     #[serde(default)]
     pub email_verified: bool,
+    /// How the user proved who they are (RFC 8176 method names: `pwd`,
+    /// `webauthn`, `otp`, …) and when, for the session the token belongs to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
+    #[serde(default)]
+    pub auth_time: i64,
 }
 
 #[cfg(test)]

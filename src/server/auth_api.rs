@@ -14,8 +14,8 @@ use super::AppState;
 use crate::auth::paging::PageRequest;
 use crate::auth::{AuthError, NewTokens};
 use crate::protocol::{
-    Credentials, EmailAddressBody, MailTokenBody, Paged, PasswordChange, PasswordResetConfirm, Registration,
-    TokenResponse,
+    Credentials, EmailAddressBody, MailTokenBody, Paged, PasskeyLoginFinish, PasskeyRegistrationFinish, PasskeyRename,
+    PasswordChange, PasswordResetConfirm, Registration, TokenResponse,
 };
 
 pub fn routes() -> Router<AppState> {
@@ -32,6 +32,12 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/email/verify", post(verify_email))
         .route("/auth/password-reset", post(ask_for_password_reset))
         .route("/auth/password-reset/confirm", post(reset_password))
+        .route("/auth/passkeys", get(passkeys))
+        .route("/auth/passkeys/{id}", axum::routing::patch(rename_passkey).delete(remove_passkey))
+        .route("/auth/passkeys/register/start", post(start_passkey_registration))
+        .route("/auth/passkeys/register/finish", post(finish_passkey_registration))
+        .route("/auth/passkeys/login/start", post(start_passkey_login))
+        .route("/auth/passkeys/login/finish", post(finish_passkey_login))
         .route("/api/me", get(me))
         .route("/api/admin/users", get(admin_users))
         .route("/api/admin/events", get(admin_events))
@@ -197,6 +203,63 @@ async fn reset_password(
 ) -> Result<StatusCode, ApiError> {
     state.auth.reset_password(&body.token, body.new_password, &client).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn passkeys(State(state): State<AppState>, Authenticated(claims): Authenticated) -> Result<Response, ApiError> {
+    Ok(Json(state.auth.passkeys(&claims).await?).into_response())
+}
+
+async fn rename_passkey(
+    State(state): State<AppState>,
+    Client(client): Client,
+    Authenticated(claims): Authenticated,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<PasskeyRename>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.auth.rename_passkey(&claims, &id, &body.name, &client).await?).into_response())
+}
+
+async fn remove_passkey(
+    State(state): State<AppState>,
+    Client(client): Client,
+    Authenticated(claims): Authenticated,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.auth.remove_passkey(&claims, &id, &client).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn start_passkey_registration(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.auth.start_passkey_registration(&claims).await?).into_response())
+}
+
+async fn finish_passkey_registration(
+    State(state): State<AppState>,
+    Client(client): Client,
+    Authenticated(claims): Authenticated,
+    JsonBody(body): JsonBody<PasskeyRegistrationFinish>,
+) -> Result<Response, ApiError> {
+    let added = state
+        .auth
+        .finish_passkey_registration(&claims, &body.credential, body.name.as_deref(), &client)
+        .await?;
+    Ok((StatusCode::CREATED, Json(added)).into_response())
+}
+
+async fn start_passkey_login(State(state): State<AppState>, Client(client): Client) -> Result<Response, ApiError> {
+    Ok(Json(state.auth.start_passkey_login(&client).await?).into_response())
+}
+
+async fn finish_passkey_login(
+    State(state): State<AppState>,
+    Client(client): Client,
+    JsonBody(body): JsonBody<PasskeyLoginFinish>,
+) -> Result<Response, ApiError> {
+    let tokens = state.auth.finish_passkey_login(&body.ceremony, &body.credential, &client).await?;
+    Ok(token_response(&state, StatusCode::OK, &tokens))
 }
 
 async fn me(State(state): State<AppState>, Authenticated(claims): Authenticated) -> Result<Response, ApiError> {

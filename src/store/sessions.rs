@@ -22,6 +22,10 @@ pub struct SessionRecord {
     /// one, else the one asked for (then `email_verified` is false).
     pub email: Option<String>,
     pub email_verified: bool,
+    /// How the user proved who they are, space-separated (`pwd`,
+    /// `webauthn`, …), and when: the access token's `amr` and `auth_time`.
+    pub amr: String,
+    pub auth_time: i64,
     pub created_at: i64,
     pub last_used_at: i64,
     pub idle_expires_at: i64,
@@ -53,6 +57,8 @@ impl SessionRecord {
             role: "user".into(),
             email: None,
             email_verified: false,
+            amr: "pwd".into(),
+            auth_time: 0,
             created_at: 0,
             last_used_at: 0,
             idle_expires_at: 1_000,
@@ -73,6 +79,8 @@ impl SessionRecord {
             role: row.try_get("role")?,
             email_verified: verified.is_some(),
             email: verified.or(pending),
+            amr: row.try_get("amr")?,
+            auth_time: row.try_get("auth_time")?,
             created_at: row.try_get("created_at")?,
             last_used_at: row.try_get("last_used_at")?,
             idle_expires_at: row.try_get("idle_expires_at")?,
@@ -88,7 +96,7 @@ impl SessionRecord {
 /// idle expiry from a token row `c` (see [`NEWEST_TOKEN`], and `BY_TOKEN` in
 /// `refresh_tokens`).
 pub(super) const SESSION_COLUMNS: &str =
-    "s.id, s.user_id, u.username, u.role, u.email, u.pending_email, s.created_at, s.expires_at, s.revoked_at, \
+    "s.id, s.user_id, u.username, u.role, u.email, u.pending_email, s.amr, s.auth_time, s.created_at, s.expires_at, s.revoked_at, \
      s.user_agent, s.ip, c.issued_at AS last_used_at, c.idle_expires_at";
 
 /// Sessions `s` with their users `u` and their newest tokens `c`. Tokens of one
@@ -110,6 +118,8 @@ pub struct NewSession {
     pub role: String,
     pub email: Option<String>,
     pub email_verified: bool,
+    /// How the user proved who they are (see [`SessionRecord::amr`]).
+    pub amr: String,
     pub now: i64,
     pub idle_ttl: i64,
     pub max_age: i64,
@@ -155,6 +165,8 @@ impl Store {
             role: new.role.clone(),
             email: new.email.clone(),
             email_verified: new.email_verified,
+            amr: new.amr.clone(),
+            auth_time: new.now,
             created_at: new.now,
             last_used_at: new.now,
             idle_expires_at: new.now + new.idle_ttl,
@@ -472,7 +484,7 @@ async fn revoke_sessions_in(
         .map_err(Into::into)
 }
 
-/// `query` with a new session's parameters bound, `$1` to `$18`.
+/// `query` with a new session's parameters bound, `$1` to `$19`.
 fn bind_new_session<'q>(
     query: Query<'q, Any, AnyArguments<'q>>,
     new: &NewSession,
@@ -488,18 +500,19 @@ fn bind_new_session<'q>(
         .bind(session.ip.clone())
         .bind(new.token_hash.clone())
         .bind(session.idle_expires_at);
-    bind_audit(query, event.clone()).bind(new.password_hash.clone())
+    bind_audit(query, event.clone()).bind(new.password_hash.clone()).bind(new.amr.clone())
 }
 
-/// The three inserts of a new session: the session, its first refresh token,
-/// and the audit row of what started it (`$9` to `$17`, bound by
-/// [`bind_audit`]), each selecting from `$from` so that none is made unless
-/// the user still has the password hash `$18`. Macros, so both backends'
+/// The three inserts of a new session: the session (authenticated by `$19`
+/// at its creation), its first refresh token, and the audit row of what
+/// started it (`$9` to `$17`, bound by [`bind_audit`]), each selecting from
+/// `$from` so that none is made unless the user still has the password hash
+/// `$18`. Macros, so both backends'
 /// statements below are made of the same text.
 macro_rules! insert_new_session {
     ($from:literal) => {
         concat!(
-            "INSERT INTO sessions (id, user_id, created_at, expires_at, user_agent, ip) SELECT $1, $2, $3, $4, $5, $6 FROM ",
+            "INSERT INTO sessions (id, user_id, created_at, expires_at, user_agent, ip, amr, auth_time) SELECT $1, $2, $3, $4, $5, $6, $19, $3 FROM ",
             $from
         )
     };
@@ -553,12 +566,12 @@ macro_rules! create_session_sqlite {
     };
 }
 const CREATE_SESSION_SQLITE: &str = create_session_sqlite!("users WHERE id = $2 AND password_hash = $18");
-/// The same, made only while the user has fewer than `$19` live sessions.
+/// The same, made only while the user has fewer than `$20` live sessions.
 const CREATE_SESSION_WITH_ROOM_SQLITE: &str = create_session_sqlite!(
     "users WHERE id = $2 AND password_hash = $18 AND (SELECT COUNT(*) FROM sessions s
          JOIN refresh_tokens c ON c.hash = (SELECT hash FROM refresh_tokens
              WHERE session_id = s.id ORDER BY issued_at DESC LIMIT 1)
-         WHERE s.user_id = $2 AND s.revoked_at IS NULL AND c.idle_expires_at > $3 AND s.expires_at > $3) < $19"
+         WHERE s.user_id = $2 AND s.revoked_at IS NULL AND c.idle_expires_at > $3 AND s.expires_at > $3) < $20"
 );
 
 pub(super) async fn session_in(conn: &mut AnyConnection, id: &str) -> Result<Option<SessionRecord>, StoreError> {

@@ -274,6 +274,7 @@ async fn a_login_checked_against_a_changed_password_makes_no_session(backend: Ba
         role: before.role.clone(),
         email: None,
         email_verified: false,
+        amr: "pwd".into(),
         now,
         idle_ttl: 600,
         max_age: 3600,

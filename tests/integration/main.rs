@@ -13,6 +13,7 @@ mod mail;
 mod migrations;
 mod pages;
 mod paging;
+mod passkeys;
 mod process;
 mod refresh;
 mod refresh_cookie;

@@ -109,7 +109,7 @@ async fn protected_pages_render_for_the_session_with_a_minted_token(backend: Bac
 }
 
 /// The access token in a page's hydration data, and its `expires_in`.
-fn page_token(body: &str) -> (&str, i64) {
+pub fn page_token(body: &str) -> (&str, i64) {
     let token = body
         .split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
         .find(|s| s.starts_with("eyJ") && s.matches('.').count() == 2)

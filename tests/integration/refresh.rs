@@ -22,6 +22,7 @@ both_backends!(
     concurrent_refreshes_with_one_cookie_leave_one_session,
     a_session_revoked_while_its_token_is_presented_is_not_extended,
     refreshes_are_rate_limited_per_session,
+    access_tokens_say_how_and_when_the_user_logged_in,
 );
 
 async fn refresh_rotates_the_cookie(backend: Backend) {
@@ -311,5 +312,29 @@ async fn access_tokens_never_outlive_their_session(backend: Backend) {
     let expired = server.get_bearer("/api/me", &refreshed.access).await;
     assert_eq!(expired.status(), StatusCode::UNAUTHORIZED, "gone with its session");
     assert_eq!(error_code(expired).await, "token_expired");
+    server.finish().await;
+}
+
+/// `amr` and `auth_time` are the session's login: a refresh or a page load
+/// later hands out tokens that still say when the password was given.
+async fn access_tokens_say_how_and_when_the_user_logged_in(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let registered = server.register("alice").await;
+    let registered_at = claims(&registered.access)["iat"].as_i64().unwrap();
+    assert_eq!(claims(&registered.access)["amr"], serde_json::json!(["pwd"]));
+    assert_eq!(claims(&registered.access)["auth_time"].as_i64(), Some(registered_at));
+    server.clock.advance(120);
+    let logged_in = server.login_ok("alice").await;
+    assert_eq!(claims(&logged_in.access)["auth_time"].as_i64(), Some(registered_at + 120));
+    server.clock.advance(200);
+    let refreshed = Session::from_response(server.refresh(&logged_in.cookie).await).await;
+    let refreshed_claims = claims(&refreshed.access);
+    assert_eq!(refreshed_claims["iat"].as_i64(), Some(registered_at + 320));
+    assert_eq!(refreshed_claims["auth_time"].as_i64(), Some(registered_at + 120), "the login's, not the refresh's");
+    assert_eq!(refreshed_claims["amr"], serde_json::json!(["pwd"]));
+    let page = crate::pages::get_page(&server, "/", Some(&refreshed.cookie)).await;
+    let body = page.text().await.unwrap();
+    let (token, _) = crate::pages::page_token(&body);
+    assert_eq!(claims(token)["auth_time"].as_i64(), Some(registered_at + 120));
     server.finish().await;
 }

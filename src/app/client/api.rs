@@ -51,6 +51,13 @@ impl Api {
         response.json().await.map_err(|_| ClientError::Unavailable)
     }
 
+    /// A POST answered with `T`.
+    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
+        let body = serde_json::to_string(body).map_err(|_| ClientError::Unavailable)?;
+        let response = self.authorized(Method::POST, path, Some(&body)).await?;
+        response.json().await.map_err(|_| ClientError::Unavailable)
+    }
+
     /// A call without an access token whose success has no body (202, 204).
     pub async fn send_public<B: Serialize>(&self, path: &str, body: &B) -> Result<(), ClientError> {
         let body = serde_json::to_string(body).map_err(|_| ClientError::Unavailable)?;

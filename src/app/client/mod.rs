@@ -12,10 +12,12 @@
 //!   refreshing ahead of expiry.
 //! - `api`: the client pages call: bearer token, refresh on a 401, one retry.
 //! - `live`: the live socket, refreshed and reconnected through `session`.
+//! - `passkeys`: signing in with a passkey and adding one (WebAuthn).
 
 mod api;
 mod live;
 mod navigation;
+pub mod passkeys;
 mod session;
 mod tabs;
 mod transport;

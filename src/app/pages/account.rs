@@ -66,6 +66,7 @@ pub fn AccountPage() -> impl IntoView {
     view! {
         <Title text="Account · Gatehouse"/>
         <EmailSection error=email_error notice=email_notice/>
+        <PasskeysSection/>
         <section class="card">
             <h1>"Change your password"</h1>
             <p class="hint">"Every other session is signed out when the password changes; this one stays."</p>
@@ -142,5 +143,156 @@ fn EmailSection(error: RwSignal<Option<String>>, notice: RwSignal<Option<String>
                 <button type="submit" disabled=move || pending.get() data-testid="email-submit">"Mail me a confirmation link"</button>
             </form>
         </section>
+    }
+}
+
+/// The account's passkeys: add one through the browser's dialog, rename,
+/// remove (never the last way to sign in). Passkeys need JavaScript: without
+/// it the section says so.
+#[component]
+fn PasskeysSection() -> impl IntoView {
+    use crate::protocol::PasskeyView;
+
+    let store = AuthStore::from_context();
+    let listed = RwSignal::new(None::<Vec<PasskeyView>>);
+    let error = RwSignal::new(None::<String>);
+    let notice = RwSignal::new(None::<String>);
+    let new_name = RwSignal::new(String::new());
+    let pending = RwSignal::new(false);
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| {
+        leptos::task::spawn_local(async move {
+            match crate::app::client::Api::new(store).get::<Vec<PasskeyView>>("/auth/passkeys").await {
+                Ok(passkeys) => listed.set(Some(passkeys)),
+                Err(err) => error.set(Some(error_message(err.code()).to_string())),
+            }
+        });
+    });
+    let add = move |_| {
+        #[cfg(feature = "hydrate")]
+        {
+            use crate::app::client::passkeys::{add, PasskeyError};
+            if pending.get_untracked() {
+                return;
+            }
+            pending.set(true);
+            error.set(None);
+            notice.set(None);
+            let name = Some(new_name.get_untracked()).filter(|n| !n.trim().is_empty());
+            leptos::task::spawn_local(async move {
+                match add(store, name).await {
+                    Ok(added) => {
+                        notice.set(Some(format!("Passkey \"{}\" added.", added.name)));
+                        new_name.set(String::new());
+                        listed.update(|list| list.get_or_insert_with(Vec::new).push(added));
+                    }
+                    Err(PasskeyError::Cancelled) => {}
+                    Err(PasskeyError::Unsupported) => error.set(Some("This browser has no passkeys.".to_string())),
+                    Err(PasskeyError::Refused(err)) => error.set(Some(passkey_error(err.code()))),
+                }
+                pending.set(false);
+            });
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = store;
+    };
+    let rows = move || {
+        listed.get().map(|passkeys| {
+            passkeys
+                .into_iter()
+                .map(|passkey| view! { <PasskeyRow passkey=passkey listed=listed error=error notice=notice/> })
+                .collect_view()
+        })
+    };
+    view! {
+        <section class="card" data-testid="passkeys-section">
+            <h1>"Passkeys"</h1>
+            <p class="hint">"Sign in with your fingerprint, face or security key instead of a password."</p>
+            <noscript><p>"Passkeys need JavaScript in this browser."</p></noscript>
+            <ul class="passkeys" data-testid="passkeys">{rows}</ul>
+            <Show when=move || listed.with(Option::is_some)>
+                <label for="passkey_name">"Name for a new passkey (optional)"</label>
+                <input id="passkey_name" type="text" maxlength="64" bind:value=new_name/>
+                <button type="button" on:click=add disabled=move || pending.get() data-testid="passkey-add">"Add a passkey"</button>
+            </Show>
+            <Announce message=notice kind="notice"/>
+            <Announce message=error/>
+        </section>
+    }
+}
+
+#[cfg(feature = "hydrate")]
+fn passkey_error(code: &str) -> String {
+    match code {
+        "last_sign_in_method" => "This is your last way to sign in: add another passkey or keep a password first.".to_string(),
+        "passkey_taken" => "That passkey is added already.".to_string(),
+        "invalid_passkey_name" => "A passkey's name has 1 to 64 characters.".to_string(),
+        "invalid_passkey" => "The passkey could not be added. Try again.".to_string(),
+        other => error_message(other).to_string(),
+    }
+}
+
+#[component]
+fn PasskeyRow(
+    passkey: crate::protocol::PasskeyView,
+    listed: RwSignal<Option<Vec<crate::protocol::PasskeyView>>>,
+    error: RwSignal<Option<String>>,
+    notice: RwSignal<Option<String>>,
+) -> impl IntoView {
+    let store = AuthStore::from_context();
+    // Only the browser acts on a row.
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (store, listed, error, notice);
+    let name = RwSignal::new(passkey.name.clone());
+    let id = passkey.id.clone();
+    let used = passkey
+        .last_used_at
+        .map_or_else(|| "never used".to_string(), |at| format!("last used {}", crate::app::components::time_text(at)));
+    let rename = {
+        let id = id.clone();
+        move |_| {
+            #[cfg(feature = "hydrate")]
+            {
+                use crate::protocol::PasskeyRename;
+                let (id, body) = (id.clone(), PasskeyRename { name: name.get_untracked() });
+                leptos::task::spawn_local(async move {
+                    let path = format!("/auth/passkeys/{id}");
+                    match crate::app::client::Api::new(store).send(gloo_net::http::Method::PATCH, &path, Some(&body)).await {
+                        Ok(()) => notice.set(Some("Passkey renamed.".to_string())),
+                        Err(err) => error.set(Some(passkey_error(err.code()))),
+                    }
+                });
+            }
+            #[cfg(not(feature = "hydrate"))]
+            let _ = &id;
+        }
+    };
+    let remove = move |_| {
+        #[cfg(feature = "hydrate")]
+        {
+            let id = id.clone();
+            leptos::task::spawn_local(async move {
+                let path = format!("/auth/passkeys/{id}");
+                match crate::app::client::Api::new(store).send::<()>(gloo_net::http::Method::DELETE, &path, None).await {
+                    Ok(()) => {
+                        listed.update(|list| {
+                            if let Some(list) = list {
+                                list.retain(|p| p.id != id);
+                            }
+                        });
+                        notice.set(Some("Passkey removed.".to_string()));
+                    }
+                    Err(err) => error.set(Some(passkey_error(err.code()))),
+                }
+            });
+        }
+    };
+    view! {
+        <li data-testid="passkey">
+            <input type="text" aria-label="Passkey name" maxlength="64" bind:value=name data-testid="passkey-name"/>
+            <span class="hint">{format!("added {}, {used}", crate::app::components::time_text(passkey.created_at))}</span>
+            <button type="button" class="secondary" on:click=rename data-testid="passkey-rename">"Rename"</button>
+            <button type="button" class="secondary" on:click=remove data-testid="passkey-remove">"Remove"</button>
+        </li>
     }
 }

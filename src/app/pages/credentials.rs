@@ -89,10 +89,16 @@ fn CredentialsPage(purpose: Purpose) -> impl IntoView {
         let _ = store;
     };
 
+    // On the login page the username field offers passkeys in its autofill.
+    let username_autocomplete = match purpose {
+        Purpose::Login => "username webauthn",
+        Purpose::Register => "username",
+    };
     let (title, heading, action, button, autocomplete) = match purpose {
         Purpose::Login => ("Log in · Gatehouse", "Log in", LOGIN, "Log in", "current-password"),
         Purpose::Register => ("Create an account · Gatehouse", "Create an account", REGISTER, "Create account", "new-password"),
     };
+    let passkeys = (purpose == Purpose::Login).then(|| passkey_sign_in(store, error));
     let other = move || {
         let target = next.get();
         let keep = |page: &str| with_next(page, &target);
@@ -113,7 +119,7 @@ fn CredentialsPage(purpose: Purpose) -> impl IntoView {
                 <form method="post" action=action on:submit=submit data-testid="credentials-form">
                     <input type="hidden" name="next" value=move || next.get()/>
                     <label for="username">"Username"</label>
-                    <input id="username" name="username" type="text" autocomplete="username" required
+                    <input id="username" name="username" type="text" autocomplete=username_autocomplete required
                         autocapitalize="none" spellcheck="false" bind:value=username/>
                     <label for="password">"Password"</label>
                     <input id="password" name="password" type="password" autocomplete=autocomplete required
@@ -127,8 +133,76 @@ fn CredentialsPage(purpose: Purpose) -> impl IntoView {
                     <Announce message=error/>
                     <button type="submit" disabled=move || pending.get() data-testid="submit">{button}</button>
                 </form>
+                {passkeys}
                 {other}
             </section>
         </main>
+    }
+}
+
+/// Signing in with a passkey, on the login page: the browser's autofill offers
+/// the passkeys it has for this site in the username field (conditional
+/// mediation), and a button opens its dialog. Both need JavaScript and a
+/// browser with passkeys, so the button appears only once both are known.
+fn passkey_sign_in(store: AuthStore, error: RwSignal<Option<String>>) -> impl IntoView {
+    let available = RwSignal::new(false);
+    #[cfg(feature = "hydrate")]
+    let autofill = StoredValue::new_local(None::<web_sys::AbortController>);
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| {
+        use crate::app::client::passkeys::{autofill_available, sign_in, PasskeyError};
+        leptos::task::spawn_local(async move {
+            let has_autofill = autofill_available().await;
+            available.set(web_sys::window().is_some_and(|w| js_sys::Reflect::has(&w, &"PublicKeyCredential".into()).unwrap_or(false)));
+            if !has_autofill {
+                return;
+            }
+            let Ok(controller) = web_sys::AbortController::new() else {
+                return;
+            };
+            let signal = controller.signal();
+            autofill.set_value(Some(controller));
+            if let Err(PasskeyError::Refused(_)) = sign_in(store, true, Some(signal)).await {
+                error.set(Some("That passkey was not accepted. Try another way to log in.".to_string()));
+            }
+        });
+    });
+    let pending = RwSignal::new(false);
+    let click = move |_| {
+        #[cfg(feature = "hydrate")]
+        {
+            use crate::app::client::passkeys::{sign_in, PasskeyError};
+            if pending.get_untracked() {
+                return;
+            }
+            // The autofill request is set aside: one request at a time.
+            autofill.update_value(|controller| {
+                if let Some(controller) = controller.take() {
+                    controller.abort();
+                }
+            });
+            pending.set(true);
+            error.set(None);
+            leptos::task::spawn_local(async move {
+                match sign_in(store, false, None).await {
+                    Ok(()) | Err(PasskeyError::Cancelled) => {}
+                    Err(PasskeyError::Unsupported) => error.set(Some("This browser has no passkeys.".to_string())),
+                    Err(PasskeyError::Refused(_)) => {
+                        error.set(Some("That passkey was not accepted. Try another way to log in.".to_string()))
+                    }
+                }
+                pending.set(false);
+            });
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (store, error);
+    };
+    view! {
+        <Show when=move || available.get()>
+            <p class="or">"or"</p>
+            <button type="button" class="secondary" on:click=click disabled=move || pending.get() data-testid="passkey-login">
+                "Sign in with a passkey"
+            </button>
+        </Show>
     }
 }

@@ -1,0 +1,95 @@
+import { expect, test, type Browser, type Page } from "@playwright/test";
+import { baseURL } from "../playwright.config";
+import { AppPage, CredentialsPage, waitForHydration } from "./pages/app";
+import { createAccount } from "./support";
+
+/**
+ * Passkeys need a domain as relying party, so these tests browse
+ * http://localhost:PORT (the same server as 127.0.0.1:PORT), with Chromium's
+ * virtual authenticator standing in for a platform authenticator.
+ */
+const localhost = baseURL.replace("127.0.0.1", "localhost");
+
+async function withAuthenticator(browser: Browser) {
+  const context = await browser.newContext({ baseURL: localhost });
+  const page = await context.newPage();
+  const cdp = await context.newCDPSession(page);
+  await cdp.send("WebAuthn.enable");
+  const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
+    options: {
+      protocol: "ctap2",
+      transport: "internal",
+      hasResidentKey: true,
+      hasUserVerification: true,
+      isUserVerified: true,
+      automaticPresenceSimulation: true,
+    },
+  });
+  const credentials = async () => (await cdp.send("WebAuthn.getCredentials", { authenticatorId })).credentials;
+  return { context, page, credentials };
+}
+
+/** Signs in with a passkey from `/login`: the autofill request may be answered at once, else the button is pressed. */
+async function signInWithPasskey(page: Page, username: string) {
+  await page.goto("/login");
+  await waitForHydration(page);
+  const button = page.getByTestId("passkey-login");
+  await expect(button.or(page.getByTestId("dashboard-username"))).toBeVisible();
+  if (await button.isVisible()) await button.click();
+  await new AppPage(page).expectDashboardOf(username);
+}
+
+test("a passkey is added on /account, signs in without a username, and is refused once removed", async ({ browser, request }) => {
+  const username = await createAccount(request);
+  const { context, page, credentials } = await withAuthenticator(browser);
+  const form = new CredentialsPage(page);
+  await form.gotoLogin();
+  await expect(page.getByLabel("Username")).toHaveAttribute("autocomplete", "username webauthn");
+  await form.fill(username, "violet-harbour-quantum-87");
+  const app = new AppPage(page);
+  await app.expectDashboardOf(username);
+
+  await app.nav("Account").click();
+  const section = page.getByTestId("passkeys-section");
+  await section.getByLabel("Name for a new passkey").fill("Test key");
+  await section.getByTestId("passkey-add").click();
+  await expect(section.getByTestId("notice-message")).toHaveText(/Test key/);
+  await expect(section.getByTestId("passkey-name")).toHaveValue("Test key");
+  expect((await credentials()).filter((c) => c.isResidentCredential)).toHaveLength(1);
+
+  await app.logout.click();
+  await expect(page).toHaveURL(/\/login/);
+  await signInWithPasskey(page, username);
+  const token = await page.evaluate(() => document.body.dataset.hydrated);
+  expect(token).toBe("true");
+
+  // Renamed and removed; the authenticator still holds the credential, which the server no longer knows.
+  await app.nav("Account").click();
+  await section.getByTestId("passkey-name").fill("Old key");
+  await section.getByTestId("passkey-rename").click();
+  await expect(section.getByTestId("notice-message")).toHaveText(/renamed/);
+  await section.getByTestId("passkey-remove").click();
+  await expect(section.getByTestId("passkey")).toHaveCount(0);
+  await app.logout.click();
+  await expect(page).toHaveURL(/\/login/);
+  await waitForHydration(page);
+  const button = page.getByTestId("passkey-login");
+  await expect(button).toBeVisible();
+  await button.click();
+  await expect(page.getByTestId("error-message")).toHaveText(/not accepted/);
+  await expect(page).toHaveURL(/\/login/);
+  await context.close();
+});
+
+test("without JavaScript the login page shows no passkey button and the password form works", async ({ browser, request }) => {
+  const username = await createAccount(request);
+  const context = await browser.newContext({ baseURL: localhost, javaScriptEnabled: false });
+  const page = await context.newPage();
+  await page.goto("/login");
+  await expect(page.getByTestId("passkey-login")).toHaveCount(0);
+  await page.getByLabel("Username").fill(username);
+  await page.getByLabel("Password", { exact: true }).fill("violet-harbour-quantum-87");
+  await page.getByTestId("submit").click();
+  await expect(page).toHaveURL(`${localhost}/`);
+  await context.close();
+});
