@@ -70,6 +70,7 @@ impl SessionRecord {
     }
 
     pub(super) fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
+        let created_at: i64 = row.try_get("created_at")?;
         let verified: Option<String> = row.try_get("email")?;
         let pending: Option<String> = row.try_get("pending_email")?;
         Ok(Self {
@@ -80,8 +81,10 @@ impl SessionRecord {
             email_verified: verified.is_some(),
             email: verified.or(pending),
             amr: row.try_get("amr")?,
-            auth_time: row.try_get("auth_time")?,
-            created_at: row.try_get("created_at")?,
+            // Unset only on rows written around the server (imports, tests):
+            // the session was authenticated when it was made.
+            auth_time: row.try_get::<Option<i64>, _>("auth_time")?.unwrap_or(created_at),
+            created_at,
             last_used_at: row.try_get("last_used_at")?,
             idle_expires_at: row.try_get("idle_expires_at")?,
             expires_at: row.try_get("expires_at")?,
