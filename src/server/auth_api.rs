@@ -85,8 +85,11 @@ async fn refresh(
     Client(client): Client,
     RefreshCookie(cookie): RefreshCookie,
 ) -> Response {
+    // Without a cookie there is nothing to clear, and a clearing answer could
+    // land after a login that set one meanwhile (a form posted while this
+    // refresh was on its way) and wipe that session's cookie.
     let Some(cookie) = cookie else {
-        return with_cleared_cookie(&state, ApiError::Auth(AuthError::RefreshRejected));
+        return ApiError::Auth(AuthError::RefreshRejected).into_response();
     };
     match state.auth.refresh(&cookie, &client).await {
         Ok(tokens) => token_response(&state, StatusCode::OK, &tokens),

@@ -104,8 +104,21 @@ impl FromRequestParts<AppState> for RefreshCookie {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let name = state.cookies.name();
         let jar = CookieJar::from_headers(&parts.headers);
-        Ok(Self(jar.get(state.cookies.name()).map(|c| c.value().to_string())))
+        if let Some(cookie) = jar.get(name) {
+            return Ok(Self(Some(cookie.value().to_string())));
+        }
+        // Sent but unreadable (a value that does not decode): a cookie all the
+        // same, refused like any garbage, and cleared where that is the answer.
+        let sent = parts
+            .headers
+            .get_all(axum::http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .any(|pair| pair.trim_start().strip_prefix(name).is_some_and(|rest| rest.starts_with('=')));
+        Ok(Self(sent.then(String::new)))
     }
 }
 
