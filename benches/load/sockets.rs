@@ -14,7 +14,7 @@ use gatehouse::protocol::Credentials;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::report::Report;
-use super::{bench_settings, start, PASSWORD};
+use super::{bench_settings, registration, start, PASSWORD};
 
 const USERS: usize = 100;
 const SOCKETS_PER_USER: usize = 10;
@@ -38,7 +38,7 @@ pub async fn figures(report: &mut Report) {
         };
         for n in 0..SOCKETS_PER_USER {
             let issued = if n == 0 {
-                server.auth.register(credentials.clone(), &client).await
+                server.auth.register(registration(&credentials), &client).await
             } else {
                 server.auth.login(credentials.clone(), &client).await
             };

@@ -91,7 +91,6 @@ impl Auth {
             .await?
             .iter()
             .filter_map(|p| URL_SAFE_NO_PAD.decode(&p.credential_id).ok())
-            .map(Into::into)
             .collect();
         let (mut options, state) = webauthn
             .start_passkey_registration(handle, &user.username, &user.username, Some(existing))
