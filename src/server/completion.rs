@@ -5,8 +5,14 @@
 //! instance's memory, the other instances and the sockets, and a rotation
 //! must still be dated by its commit. So each request's handling is a task of
 //! its own, which the connection closing does not cancel.
+//!
+//! Reads that can commit nothing (`GET` and `HEAD` of the JSON API, the
+//! JWKS, health and the bundle) run in place: a task each is most of what
+//! `GET /api/me` costs beyond its answer. Pages are not among them: a page
+//! load may rotate the refresh cookie.
 
 use axum::extract::Request;
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
@@ -14,6 +20,9 @@ use tracing::Instrument;
 use super::error::ApiError;
 
 pub async fn run_to_completion(request: Request, next: Next) -> Response {
+    if commits_nothing(&request) {
+        return next.run(request).await;
+    }
     let handling = tokio::spawn(next.run(request).in_current_span());
     match handling.await {
         Ok(response) => response,
@@ -22,4 +31,11 @@ pub async fn run_to_completion(request: Request, next: Next) -> Response {
             ApiError::HandlerFailed.into_response()
         }
     }
+}
+
+fn commits_nothing(request: &Request) -> bool {
+    let path = request.uri().path();
+    matches!(*request.method(), Method::GET | Method::HEAD)
+        && (["/api/", "/auth/", "/.well-known/", "/pkg/"].iter().any(|prefix| path.starts_with(prefix))
+            || path == "/healthz")
 }
