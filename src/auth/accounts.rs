@@ -76,6 +76,7 @@ impl Auth {
         change: PasswordChange,
         client: &ClientInfo,
     ) -> Result<(), AuthError> {
+        self.require_recent_auth(claims)?;
         let user = self
             .store
             .user_by_id(&claims.sub)

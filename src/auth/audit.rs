@@ -29,6 +29,16 @@ pub enum AuditKind {
     PasskeyLogin,
     PasskeyRenamed,
     PasskeyRemoved,
+    TotpEnabled,
+    TotpDisabled,
+    RecoveryCodesRenewed,
+    /// A sign-in or re-authentication with a recovery code.
+    RecoveryCodeUsed,
+    /// A wrong code: at sign-in's second step or confirming a setup.
+    SecondFactorFailed,
+    /// `POST /auth/reauth` made a session's sign-in recent.
+    Reauthenticated,
+    ReauthFailed,
 }
 
 impl AuditKind {
@@ -52,6 +62,13 @@ impl AuditKind {
             Self::PasskeyLogin => "passkey_login",
             Self::PasskeyRenamed => "passkey_renamed",
             Self::PasskeyRemoved => "passkey_removed",
+            Self::TotpEnabled => "totp_enabled",
+            Self::TotpDisabled => "totp_disabled",
+            Self::RecoveryCodesRenewed => "recovery_codes_renewed",
+            Self::RecoveryCodeUsed => "recovery_code_used",
+            Self::SecondFactorFailed => "second_factor_failed",
+            Self::Reauthenticated => "reauth",
+            Self::ReauthFailed => "reauth_failed",
         }
     }
 }

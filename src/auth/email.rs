@@ -49,6 +49,7 @@ impl Auth {
     /// Asks for `email` to become the caller's address: a verification mail
     /// to it, and a notice to the verified address it would replace.
     pub async fn ask_for_email(&self, claims: &AccessClaims, email: &str, client: &ClientInfo) -> Result<(), AuthError> {
+        self.require_recent_auth(claims)?;
         let checked = check_email(email)?;
         let user = self.store.user_by_id(&claims.sub).await?.ok_or(AuthError::InvalidToken)?;
         self.ask_for_email_of(&user, checked, client).await

@@ -48,6 +48,18 @@ pub enum AuthError {
     LastSignInMethod,
     #[error("Passkeys need the server's public URL to be a domain name.")]
     PasskeysUnavailable,
+    /// A wrong, replayed or spent code, or a second step that is unknown,
+    /// used, expired or ended by wrong codes.
+    #[error("That code is not right, or this sign-in has expired: try again, or sign in again.")]
+    InvalidCode,
+    #[error("Confirm it is you: sign in again to make this change.")]
+    ReauthRequired,
+    #[error("Set up a second factor first.")]
+    SecondFactorRequired,
+    #[error("An authenticator app is set up already: remove it first.")]
+    TotpEnabled,
+    #[error("No authenticator app is set up.")]
+    TotpNotEnabled,
     #[error("This needs the admin role.")]
     Forbidden,
     #[error("Not found.")]
@@ -63,6 +75,10 @@ pub enum AuthError {
     Hashing(#[source] HashingError),
     #[error("signing key failure")]
     Keys(#[source] KeyError),
+    /// A stored authenticator-app secret that cannot be read, or a setup
+    /// that cannot be drawn.
+    #[error("second factor failure: {0}")]
+    SecondFactor(&'static str),
 }
 
 impl AuthError {
@@ -71,7 +87,7 @@ impl AuthError {
     pub fn is_server_fault(&self) -> bool {
         matches!(
             self,
-            Self::Unavailable(_) | Self::Store(_) | Self::Hashing(_) | Self::Keys(_)
+            Self::Unavailable(_) | Self::Store(_) | Self::Hashing(_) | Self::Keys(_) | Self::SecondFactor(_)
         )
     }
 }

@@ -43,6 +43,9 @@ pub enum SessionEvent {
     },
     /// The password changed; `session_id` is the session that changed it.
     PasswordChanged { user_id: String, session_id: String, at: i64 },
+    /// Something else that protects the account changed (`change`: e.g.
+    /// `totp_enabled`, `recovery_code_used`).
+    AccountChanged { user_id: String, change: String, at: i64 },
 }
 
 impl SessionEvent {
@@ -50,7 +53,8 @@ impl SessionEvent {
         match self {
             Self::SessionCreated { user_id, .. }
             | Self::SessionsRevoked { user_id, .. }
-            | Self::PasswordChanged { user_id, .. } => user_id,
+            | Self::PasswordChanged { user_id, .. }
+            | Self::AccountChanged { user_id, .. } => user_id,
         }
     }
 }

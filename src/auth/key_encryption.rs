@@ -20,6 +20,7 @@ pub const KEY_ENCRYPTION_KEY_ENV: &str = "GATEHOUSE_KEY_ENCRYPTION_KEY";
 const SEALED_PREFIX: &str = "xchacha20poly1305:";
 const NONCE_BYTES: usize = 24;
 
+#[derive(Clone)]
 pub struct KeyEncryptionKey(Key);
 
 impl std::fmt::Debug for KeyEncryptionKey {

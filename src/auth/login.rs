@@ -5,18 +5,21 @@ use super::events::SessionEvent;
 use super::limits::address_key;
 use super::password::{Password, Verification};
 use super::refresh_token::RefreshToken;
+use super::second_factor::LoginOutcome;
 use super::{Auth, AuthError, ClientInfo, NewTokens};
 use crate::protocol::{password_rule, username_rule, Credentials};
 use crate::store::{NewSession, SessionRecord, UserRecord};
 
 impl Auth {
-    /// Checks the password and starts a session. Logged at `info` with its
+    /// Checks the password and starts a session, or for an account with a
+    /// second factor the sign-in's second step. Logged at `info` with its
     /// outcome, never the name or password.
     #[tracing::instrument(name = "login", skip_all)]
-    pub async fn login(&self, credentials: Credentials, client: &ClientInfo) -> Result<NewTokens, AuthError> {
+    pub async fn login(&self, credentials: Credentials, client: &ClientInfo) -> Result<LoginOutcome, AuthError> {
         let result = self.check_password_and_start(credentials, client).await;
         let outcome = match &result {
-            Ok(_) => "ok",
+            Ok(LoginOutcome::SignedIn(_)) => "ok",
+            Ok(LoginOutcome::SecondFactor { .. }) => "second_factor",
             Err(AuthError::InvalidCredentials) => "invalid_credentials",
             Err(AuthError::RateLimited { .. }) => "rate_limited",
             Err(_) => "error",
@@ -29,7 +32,7 @@ impl Auth {
         &self,
         credentials: Credentials,
         client: &ClientInfo,
-    ) -> Result<NewTokens, AuthError> {
+    ) -> Result<LoginOutcome, AuthError> {
         let Credentials { username, password } = credentials;
         let name_key = username_rule::key(&username);
         let ip_key = address_key(client.ip.as_deref().unwrap_or_default());
@@ -74,7 +77,7 @@ impl Auth {
         } else {
             user
         };
-        self.start_session(&user, client, AuditKind::LoginOk, "pwd").await
+        self.password_accepted(&user, client).await
     }
 
     /// `user` with its password hash made again under the current argon2

@@ -15,6 +15,9 @@
 //! - [`email`]: asking for and verifying an e-mail address; [`recovery`]:
 //!   password reset by mail (tokens: [`mail_token`], texts: [`letters`]);
 //! - [`passkeys`]: adding passkeys and signing in with them (WebAuthn);
+//! - [`second_factor`]: authenticator apps ([`totp`]), recovery codes and the
+//!   second step of a password sign-in; [`step_up`]: the recent sign-in that
+//!   sensitive changes need, `POST /auth/reauth`, and the second-factor policy;
 //! - [`admin`]: the admin listings, paged by [`paging`]; [`audit`]: the audit trail;
 //! - [`upkeep`]: periodic pruning and catching up with other instances;
 //!   [`events`]: session events to sockets and other instances.
@@ -50,7 +53,10 @@ mod refresh;
 pub mod refresh_token;
 pub mod revocation;
 pub mod rotation;
+mod second_factor;
 mod sessions;
+mod step_up;
+pub mod totp;
 mod upkeep;
 
 use std::sync::atomic::AtomicI64;
@@ -72,6 +78,8 @@ use revocation::RevokedSessions;
 pub use audit::AuditKind;
 pub use error::{AuthError, WithSources};
 pub use page_session::{CookieChange, CookieSession, PageSession};
+pub use second_factor::{LoginOutcome, MFA_TOKEN_SECONDS};
+pub use step_up::ReauthProof;
 
 use crate::config::Settings;
 use crate::store::{SessionRecord, Store};
@@ -122,6 +130,8 @@ pub struct Auth {
     /// Told when a mail is queued, so this instance's outbox worker sends it
     /// at once rather than at its next poll.
     mail_queued: Arc<Notify>,
+    /// Seals authenticator-app secrets at rest, where a key-encryption key is set.
+    sealing: Option<KeyEncryptionKey>,
 }
 
 impl Auth {
@@ -137,6 +147,7 @@ impl Auth {
         )
         .await?;
         let encryption = KeyEncryptionKey::configured(&settings)?;
+        let sealing = encryption.clone();
         let keys = Arc::new(KeyRing::load(store.clone(), settings.access_ttl, encryption, now).await?);
         let tokens = AccessTokens::new(keys, settings.issuer.clone(), settings.audience.clone(), settings.access_ttl);
         let webauthn = passkeys::relying_party(&settings);
@@ -154,6 +165,7 @@ impl Auth {
             revocations_read_at: AtomicI64::new(now),
             mail_queued: Arc::default(),
             webauthn,
+            sealing,
         };
         auth.load_revocations(now).await?;
         Ok(auth)

@@ -83,6 +83,7 @@ impl Auth {
     /// discoverable (sign-in without a username) and user-verified.
     pub async fn start_passkey_registration(&self, claims: &AccessClaims) -> Result<CreationChallengeResponse, AuthError> {
         let webauthn = self.webauthn()?;
+        self.require_recent_auth(claims)?;
         let user = self.store.user_by_id(&claims.sub).await?.ok_or(AuthError::InvalidToken)?;
         let handle = Uuid::parse_str(&user.id).map_err(|_| AuthError::PasskeyRefused)?;
         let existing = self
@@ -261,6 +262,7 @@ impl Auth {
 
     /// Removes a passkey, unless it is the account's last way to sign in.
     pub async fn remove_passkey(&self, claims: &AccessClaims, id: &str, client: &ClientInfo) -> Result<(), AuthError> {
+        self.require_recent_auth(claims)?;
         match self.store.remove_passkey(&claims.sub, id).await? {
             Removal::Removed => {}
             Removal::NotFound => return Err(AuthError::NotFound),

@@ -88,6 +88,7 @@ impl Auth {
     /// Revokes every session of the user made until now, a chunk at a time,
     /// each chunk refused here and told to the others as soon as it commits.
     pub async fn logout_all(&self, claims: &AccessClaims, client: &ClientInfo) -> Result<(), AuthError> {
+        self.require_recent_auth(claims)?;
         let now = self.now();
         let mut count = 0;
         loop {

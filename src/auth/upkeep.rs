@@ -39,7 +39,7 @@ impl Auth {
 
     /// Deletes sessions that ended longer ago than `ended_session_retention`,
     /// with their refresh tokens, audit events older than `audit_retention`,
-    /// a batch of each, and mail that can no longer matter: otherwise every refresh and failed
+    /// a batch of each, mail, passkey ceremonies and second sign-in steps that can no longer matter: otherwise every refresh and failed
     /// login would grow the database for ever. Whether a batch was full (more
     /// may be left).
     async fn delete_expired_records(&self, now: i64) -> Result<bool, AuthError> {
@@ -55,6 +55,7 @@ impl Auth {
         // (their bodies were emptied then).
         self.store.delete_old_mail(now - DAY).await?;
         self.store.delete_expired_ceremonies(now).await?;
+        self.store.prune_mfa_challenges(now).await?;
         if sessions + events > 0 {
             tracing::info!(sessions, events, "deleted ended sessions and old audit events");
         }

@@ -141,6 +141,29 @@ declare_settings! {
     email_verification_ttl: i64 = DAY, env "GATEHOUSE_EMAIL_VERIFICATION_TTL",
         valid |ttl, _| require((60..=30 * DAY).contains(ttl), ttl, "must be 60 seconds to 30 days");
 
+    /// Sensitive changes (password, address, passkeys, second factor,
+    /// recovery codes, logging out everywhere) need a sign-in or re-auth
+    /// this recent.
+    reauth_window: i64 = 5 * MINUTE, env "GATEHOUSE_REAUTH_WINDOW",
+        valid |window, _| require((30..=DAY).contains(window), window, "must be 30 to 86400 seconds");
+
+    /// Who must have a second factor: `none`, `admins` or `everyone`. Such a
+    /// user signed in without one is sent to set one up before anything else.
+    require_second_factor: String = "none".into(), env "GATEHOUSE_REQUIRE_SECOND_FACTOR",
+        valid |who, _| require(
+            ["none", "admins", "everyone"].contains(&who.as_str()),
+            who,
+            "must be none, admins or everyone",
+        );
+
+    /// The name authenticator apps show beside the account's codes.
+    totp_issuer: String = "Gatehouse".into(), env "GATEHOUSE_TOTP_ISSUER",
+        valid |issuer, _| require(
+            !issuer.trim().is_empty() && !issuer.contains(':'),
+            issuer,
+            "must not be empty or contain ':'",
+        );
+
     /// Addresses or CIDR ranges whose `X-Forwarded-For` is believed. Empty: the
     /// socket address is the client.
     trusted_proxies: Vec<IpNet> = Vec::new(), env "GATEHOUSE_TRUSTED_PROXIES";

@@ -43,6 +43,13 @@ pub enum ServerMessage {
     PasswordChanged {
         at: i64,
     },
+    /// Something else that protects the account changed: `change` is
+    /// `totp_enabled`, `totp_disabled`, `recovery_codes_renewed` or
+    /// `recovery_code_used`.
+    AccountChanged {
+        change: String,
+        at: i64,
+    },
 }
 
 /// A server message's fields read flat, `type` among them. serde reads a
@@ -58,6 +65,7 @@ struct ServerFields {
     user_agent: Option<String>,
     ip: Option<String>,
     reason: Option<String>,
+    change: Option<String>,
     at: Option<i64>,
 }
 
@@ -72,6 +80,7 @@ impl TryFrom<ServerFields> for ServerMessage {
             user_agent,
             ip,
             reason,
+            change,
             at,
         } = fields;
         match kind.as_str() {
@@ -91,6 +100,10 @@ impl TryFrom<ServerFields> for ServerMessage {
                 at: required(at, &kind, "at")?,
             }),
             "password_changed" => Ok(Self::PasswordChanged {
+                at: required(at, &kind, "at")?,
+            }),
+            "account_changed" => Ok(Self::AccountChanged {
+                change: required(change, &kind, "change")?,
                 at: required(at, &kind, "at")?,
             }),
             other => Err(format!("unknown message type `{other}`")),
@@ -135,6 +148,10 @@ mod tests {
                 at: 8,
             },
             ServerMessage::PasswordChanged { at: 6 },
+            ServerMessage::AccountChanged {
+                change: "totp_enabled".into(),
+                at: 5,
+            },
         ];
         for message in messages {
             let text = serde_json::to_string(&message).unwrap();

@@ -56,8 +56,12 @@ pub struct TokenResponse {
     pub token_type: String,
     /// Seconds until the access token expires.
     pub expires_in: u64,
+    /// The second-factor policy covers this user and the session shows none:
+    /// everything but setting one up waits (`/two-factor`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub second_factor_required: bool,
 }
-debug_redacting!(TokenResponse { token_type, expires_in; secret: access_token });
+debug_redacting!(TokenResponse { token_type, expires_in, second_factor_required; secret: access_token });
 
 /// `GET /api/me`. `email` is the verified address, else the one waiting for
 /// verification (`email_verified` false), else null.
@@ -147,6 +151,73 @@ pub struct PasswordResetConfirm {
     pub new_password: String,
 }
 debug_redacting!(PasswordResetConfirm { ; secret: token, new_password });
+
+/// `POST /auth/login` for an account with a second factor: no session exists
+/// yet; `POST /auth/login/mfa` with the token and a code finishes the sign-in.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MfaRequired {
+    pub mfa_required: bool,
+    pub mfa_token: String,
+}
+debug_redacting!(MfaRequired { mfa_required; secret: mfa_token });
+
+/// `POST /auth/login/mfa`: an authenticator-app code or a recovery code.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MfaLogin {
+    pub mfa_token: String,
+    pub code: String,
+}
+debug_redacting!(MfaLogin { ; secret: mfa_token, code });
+
+/// `POST /auth/mfa/totp`: a setup waiting for its first code. `qr_svg` draws
+/// `otpauth_uri` as a QR code.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TotpSetup {
+    pub secret: String,
+    pub otpauth_uri: String,
+    pub qr_svg: String,
+}
+debug_redacting!(TotpSetup { qr_svg; secret: secret, otpauth_uri });
+
+/// `POST /auth/mfa/totp/confirm`: a code from the app.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeBody {
+    pub code: String,
+}
+debug_redacting!(CodeBody { ; secret: code });
+
+/// Fresh recovery codes, shown once: each signs in once instead of a code.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryCodes {
+    pub recovery_codes: Vec<String>,
+}
+debug_redacting!(RecoveryCodes { ; secret: recovery_codes });
+
+/// `GET /auth/mfa`: the caller's second factor.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecondFactorStatus {
+    /// An authenticator app is set up and confirmed.
+    pub totp: bool,
+    pub recovery_codes_left: i64,
+    /// A setup begun and not yet confirmed: its QR code and key again, so
+    /// the setup page can be left and come back to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup: Option<TotpSetup>,
+}
+debug_redacting!(SecondFactorStatus { totp, recovery_codes_left; secret: setup });
+
+/// `POST /auth/reauth`: the password, or a code (app or recovery).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reauth {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+debug_redacting!(Reauth { ; secret: password, code });
 
 /// Who is logged in, as the server found out from the refresh cookie while
 /// rendering a page, with an access token minted for that session. Travels to
@@ -296,6 +367,7 @@ mod tests {
             access_token: "eyJ.secret.sig".into(),
             token_type: "Bearer".into(),
             expires_in: 900,
+            second_factor_required: false,
         };
         let page = PageAuth {
             access_token: "eyJ.secret.sig".into(),

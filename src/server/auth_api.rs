@@ -9,19 +9,25 @@ use axum::{Json, Router};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use super::error::ApiError;
-use super::extract::{Authenticated, Client, JsonBody, ListPage, RefreshCookie};
+use super::extract::{Authenticated, Client, JsonBody, ListPage, RefreshCookie, SignedIn};
 use super::AppState;
 use crate::auth::paging::PageRequest;
-use crate::auth::{AuthError, NewTokens};
+use crate::auth::{AuthError, LoginOutcome, NewTokens, ReauthProof};
 use crate::protocol::{
-    Credentials, EmailAddressBody, MailTokenBody, Paged, PasskeyLoginFinish, PasskeyRegistrationFinish, PasskeyRename,
-    PasswordChange, PasswordResetConfirm, Registration, TokenResponse,
+    CodeBody, Credentials, EmailAddressBody, MailTokenBody, MfaLogin, MfaRequired, Paged, PasskeyLoginFinish,
+    PasskeyRegistrationFinish, PasskeyRename, PasswordChange, PasswordResetConfirm, Reauth, Registration, TokenResponse,
 };
 
 pub fn routes() -> Router<AppState> {
     let api = Router::new()
         .route("/auth/register", post(register))
         .route("/auth/login", post(login))
+        .route("/auth/login/mfa", post(login_second_step))
+        .route("/auth/reauth", post(reauth))
+        .route("/auth/mfa", get(second_factor))
+        .route("/auth/mfa/totp", post(begin_totp).delete(remove_totp))
+        .route("/auth/mfa/totp/confirm", post(confirm_totp))
+        .route("/auth/mfa/recovery-codes", post(regenerate_recovery_codes))
         .route("/auth/refresh", post(refresh))
         .route("/auth/logout", post(logout))
         .route("/auth/logout-all", post(logout_all))
@@ -58,6 +64,7 @@ fn token_response(state: &AppState, status: StatusCode, tokens: &NewTokens) -> R
         access_token: tokens.access.token.clone(),
         token_type: "Bearer".to_string(),
         expires_in: tokens.access.expires_in,
+        second_factor_required: state.auth.lacks_required_second_factor(&tokens.access.claims),
     };
     (status, [(header::SET_COOKIE, state.cookies.set_for_tokens(tokens, state.auth.now()))], Json(body)).into_response()
 }
@@ -76,8 +83,80 @@ async fn login(
     Client(client): Client,
     JsonBody(credentials): JsonBody<Credentials>,
 ) -> Result<Response, ApiError> {
-    let tokens = state.auth.login(credentials, &client).await?;
+    match state.auth.login(credentials, &client).await? {
+        LoginOutcome::SignedIn(tokens) => Ok(token_response(&state, StatusCode::OK, &tokens)),
+        // No session yet, so no cookie: the second step makes both.
+        LoginOutcome::SecondFactor { mfa_token } => Ok(Json(MfaRequired {
+            mfa_required: true,
+            mfa_token: mfa_token.expose().to_string(),
+        })
+        .into_response()),
+    }
+}
+
+async fn login_second_step(
+    State(state): State<AppState>,
+    Client(client): Client,
+    JsonBody(step): JsonBody<MfaLogin>,
+) -> Result<Response, ApiError> {
+    let tokens = state.auth.login_second_step(step, &client).await?;
     Ok(token_response(&state, StatusCode::OK, &tokens))
+}
+
+/// A new access token whose `auth_time` is now; the refresh cookie stays.
+async fn reauth(
+    State(state): State<AppState>,
+    Client(client): Client,
+    SignedIn(claims): SignedIn,
+    JsonBody(body): JsonBody<Reauth>,
+) -> Result<Response, ApiError> {
+    let proof = match (body.password, body.code) {
+        (Some(password), None) => ReauthProof::Password(password),
+        (None, Some(code)) => ReauthProof::Code(code),
+        _ => return Err(ApiError::Malformed("Send either password or code.".to_string())),
+    };
+    let access = state.auth.reauthenticate(&claims, proof, &client).await?;
+    Ok(Json(TokenResponse {
+        second_factor_required: state.auth.lacks_required_second_factor(&access.claims),
+        access_token: access.token,
+        token_type: "Bearer".to_string(),
+        expires_in: access.expires_in,
+    })
+    .into_response())
+}
+
+async fn second_factor(State(state): State<AppState>, SignedIn(claims): SignedIn) -> Result<Response, ApiError> {
+    Ok(Json(state.auth.second_factor_status(&claims).await?).into_response())
+}
+
+async fn begin_totp(State(state): State<AppState>, SignedIn(claims): SignedIn) -> Result<Response, ApiError> {
+    Ok(Json(state.auth.begin_totp(&claims).await?).into_response())
+}
+
+async fn confirm_totp(
+    State(state): State<AppState>,
+    Client(client): Client,
+    SignedIn(claims): SignedIn,
+    JsonBody(body): JsonBody<CodeBody>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.auth.confirm_totp(&claims, &body.code, &client).await?).into_response())
+}
+
+async fn remove_totp(
+    State(state): State<AppState>,
+    Client(client): Client,
+    Authenticated(claims): Authenticated,
+) -> Result<StatusCode, ApiError> {
+    state.auth.remove_totp(&claims, &client).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn regenerate_recovery_codes(
+    State(state): State<AppState>,
+    Client(client): Client,
+    Authenticated(claims): Authenticated,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.auth.regenerate_recovery_codes(&claims, &client).await?).into_response())
 }
 
 async fn refresh(
@@ -265,7 +344,7 @@ async fn finish_passkey_login(
     Ok(token_response(&state, StatusCode::OK, &tokens))
 }
 
-async fn me(State(state): State<AppState>, Authenticated(claims): Authenticated) -> Result<Response, ApiError> {
+async fn me(State(state): State<AppState>, SignedIn(claims): SignedIn) -> Result<Response, ApiError> {
     Ok(Json(state.auth.me(&claims).await?).into_response())
 }
 

@@ -79,11 +79,16 @@ impl ApiError {
                 A::PasskeyTaken => (StatusCode::CONFLICT, "passkey_taken"),
                 A::LastSignInMethod => (StatusCode::CONFLICT, "last_sign_in_method"),
                 A::PasskeysUnavailable => (StatusCode::NOT_FOUND, "passkeys_unavailable"),
+                A::InvalidCode => (StatusCode::UNAUTHORIZED, "invalid_code"),
+                A::ReauthRequired => (StatusCode::FORBIDDEN, "reauth_required"),
+                A::SecondFactorRequired => (StatusCode::FORBIDDEN, "second_factor_required"),
+                A::TotpEnabled => (StatusCode::CONFLICT, "totp_enabled"),
+                A::TotpNotEnabled => (StatusCode::CONFLICT, "totp_not_enabled"),
                 A::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
                 A::NotFound => (StatusCode::NOT_FOUND, "not_found"),
                 A::BadPage(_) => (StatusCode::BAD_REQUEST, "bad_request"),
                 A::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-                A::Store(_) | A::Hashing(_) | A::Keys(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+                A::Store(_) | A::Hashing(_) | A::Keys(_) | A::SecondFactor(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             },
         }
     }

@@ -19,10 +19,29 @@ use crate::auth::paging::PageRequest;
 use crate::auth::{AuthError, ClientInfo};
 use crate::protocol::AccessClaims;
 
-/// A request carrying a valid access token of a live session.
+/// A request carrying a valid access token of a live session whose user
+/// meets the second-factor policy (`require_second_factor`): otherwise 403
+/// `second_factor_required`.
 pub struct Authenticated(pub Arc<AccessClaims>);
 
 impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let SignedIn(claims) = SignedIn::from_request_parts(parts, state).await?;
+        if state.auth.lacks_required_second_factor(&claims) {
+            return Err(AuthError::SecondFactorRequired.into());
+        }
+        Ok(Self(claims))
+    }
+}
+
+/// A request carrying a valid access token of a live session, policy or
+/// not: for what such a user may do before setting up a second factor (who
+/// am I, the setup itself, re-authenticating).
+pub struct SignedIn(pub Arc<AccessClaims>);
+
+impl FromRequestParts<AppState> for SignedIn {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {

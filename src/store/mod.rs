@@ -21,6 +21,7 @@ mod mail;
 mod notify;
 mod passkeys;
 mod refresh_tokens;
+mod second_factor;
 mod sessions;
 mod users;
 mod writer;
@@ -32,6 +33,7 @@ pub use mail::{EmailState, MailPurpose, NewMailToken, OutboxMail, PasswordReset,
 pub use notify::{Listener, MAX_NOTICE_BYTES};
 pub use passkeys::{CeremonyKind, PasskeyRecord, Removal};
 pub use refresh_tokens::{PresentedToken, Successor, TokenState};
+pub use second_factor::{MfaChallenge, TotpRecord};
 pub use sessions::{CreatedSession, NewSession, SessionRecord};
 pub use users::UserRecord;
 use writer::{SqliteWriter, SqliteWrites, WriterTurn, SQLITE_CONNECTION_PRAGMAS};

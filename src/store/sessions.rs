@@ -236,6 +236,24 @@ impl Store {
         session_in(&mut *self.acquire().await?, id).await
     }
 
+    /// The session's user proved who they are again at `now`, by the methods
+    /// `amr` (space-separated): its `auth_time` and `amr` change. The session
+    /// as it is now, or `None` if it has been revoked.
+    pub async fn session_authenticated(&self, id: &str, amr: &str, now: i64) -> Result<Option<SessionRecord>, StoreError> {
+        let done = self
+            .write(
+                sqlx::query("UPDATE sessions SET amr = $1, auth_time = $2 WHERE id = $3 AND revoked_at IS NULL")
+                    .bind(amr.to_string())
+                    .bind(now)
+                    .bind(id.to_string()),
+            )
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.session(id).await
+    }
+
     /// At most `limit` of a user's live sessions, newest first (by creation,
     /// then id: an order that a session's use does not change), starting after
     /// the session `after` names by its `(created_at, id)`.

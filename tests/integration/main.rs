@@ -17,5 +17,6 @@ mod passkeys;
 mod process;
 mod refresh;
 mod refresh_cookie;
+mod second_factor;
 mod sessions;
 mod support;
