@@ -8,6 +8,7 @@ export const baseURL = `http://127.0.0.1:${port}`;
 /** The server whose access tokens live ten seconds. */
 export const shortLivedURL = `http://127.0.0.1:${shortPort}`;
 export const databaseUrl = "sqlite://target/e2e/gatehouse.db";
+export const shortDatabaseUrl = "sqlite://target/e2e-short/gatehouse.db";
 /** The SMTP server the mail tests start (`tests/inbox.ts`); the usual server mails to it. */
 export const smtpPort = port + 2;
 
@@ -40,10 +41,16 @@ export default defineConfig({
     },
   },
   // Two servers, each on a fresh database: the usual one, and one whose access
-  // tokens live ten seconds, for the tests of expiry and silent refresh.
+  // tokens live ten seconds, for the tests of expiry and silent refresh, whose
+  // sign-ins count as recent for 30 seconds (step-up) and whose admins must
+  // use a second factor.
   webServer: [
     server(port, "target/e2e", { GATEHOUSE_SMTP_URL: `smtp://127.0.0.1:${smtpPort}` }),
-    server(shortPort, "target/e2e-short", { GATEHOUSE_ACCESS_TTL: "10" }),
+    server(shortPort, "target/e2e-short", {
+      GATEHOUSE_ACCESS_TTL: "10",
+      GATEHOUSE_REAUTH_WINDOW: "30",
+      GATEHOUSE_REQUIRE_SECOND_FACTOR: "admins",
+    }),
   ],
 });
 

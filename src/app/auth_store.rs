@@ -108,6 +108,9 @@ pub struct AuthStore {
     /// Set once the session has ended in this page (logout, refused refresh):
     /// nothing may try to revive it while the page is being left.
     ended: RwSignal<bool>,
+    /// A sensitive change was refused for want of a recent sign-in: the
+    /// re-auth dialog is open until it is confirmed or dismissed.
+    reauth_asked: RwSignal<bool>,
 }
 
 impl AuthStore {
@@ -120,7 +123,16 @@ impl AuthStore {
             token: RwSignal::new(token),
             username: RwSignal::new(username),
             ended: RwSignal::new(false),
+            reauth_asked: RwSignal::new(false),
         }
+    }
+
+    pub fn reauth_asked(&self) -> bool {
+        self.reauth_asked.get()
+    }
+
+    pub fn set_reauth_asked(&self, asked: bool) {
+        self.reauth_asked.set(asked);
     }
 
     /// The store provided by `App`.

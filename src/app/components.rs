@@ -25,6 +25,11 @@ pub fn error_message(code: &str) -> &'static str {
         "bad_request" => "The form was incomplete. Fill in every field.",
         "invalid_email" => "That is not an e-mail address we can send to.",
         "email_taken" => "That address belongs to another account.",
+        "invalid_code" => "That code is not right, or this sign-in has expired. Try again, or start again.",
+        "reauth_required" => "Confirm it is you to make this change.",
+        "second_factor_required" => "Set up a second factor first.",
+        "totp_enabled" => "An authenticator app is set up already.",
+        "totp_not_enabled" => "No authenticator app is set up, or the setup was restarted elsewhere.",
         "invalid_token" => "This link or code does not work any more: it was used, replaced by a newer one, or expired. Ask for a new one.",
         _ => "The server could not do that just now. Try again.",
     }
@@ -41,6 +46,7 @@ pub fn notice_message(code: &str) -> Option<&'static str> {
         ),
         "password_reset" => Some("Your password was changed and every session signed out. Log in with the new password."),
         "email_verified" => Some("Your address is confirmed."),
+        "totp_removed" => Some("Two-step sign-in is off. Signing in needs only your password now."),
         "verification_mailed" => Some("A link to confirm the address is on its way. Until you open it, your old address stays."),
         _ => None,
     }
@@ -280,5 +286,75 @@ mod tests {
         assert_eq!(device_text(Some(chrome)), "Chrome on Linux");
         assert_eq!(device_text(Some("curl/8.0")), "Another client");
         assert_eq!(device_text(None), "Unknown device");
+    }
+}
+
+/// The re-auth step, over whatever page asked for it: a sensitive change
+/// needs a recent sign-in, so the person types the password or a code, and
+/// the change that was refused goes through (`client::reauth`). Dismissed,
+/// the change stays undone and its page says why.
+#[component]
+pub fn ReauthDialog() -> impl IntoView {
+    let store = AuthStore::from_context();
+    let secret = RwSignal::new(String::new());
+    let with_code = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
+    let pending = RwSignal::new(false);
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        #[cfg(feature = "hydrate")]
+        {
+            use crate::protocol::Reauth;
+            if pending.get_untracked() {
+                return;
+            }
+            pending.set(true);
+            error.set(None);
+            let typed = secret.get_untracked();
+            let proof = if with_code.get_untracked() {
+                Reauth { password: None, code: Some(typed) }
+            } else {
+                Reauth { password: Some(typed), code: None }
+            };
+            leptos::task::spawn_local(async move {
+                match super::client::reauth::submit(store, proof).await {
+                    Ok(()) => secret.set(String::new()),
+                    Err(err) => error.set(Some(error_message(err.code()).to_string())),
+                }
+                pending.set(false);
+            });
+        }
+    };
+    let dismiss = move |_| {
+        secret.set(String::new());
+        error.set(None);
+        #[cfg(feature = "hydrate")]
+        super::client::reauth::finish(store, false);
+    };
+    let switch = move |_| {
+        with_code.update(|c| *c = !*c);
+        secret.set(String::new());
+        error.set(None);
+    };
+    view! {
+        <Show when=move || store.reauth_asked()>
+            <div class="modal" role="dialog" aria-modal="true" aria-labelledby="reauth-title" data-testid="reauth-dialog">
+                <form class="card" on:submit=submit>
+                    <h2 id="reauth-title">"Confirm it is you"</h2>
+                    <p class="hint">"This change needs a recent sign-in. Nothing you typed is lost: it goes through once you confirm."</p>
+                    <label for="reauth-secret">{move || if with_code.get() { "Code from your authenticator app, or a recovery code" } else { "Password" }}</label>
+                    <input id="reauth-secret" required autofocus
+                        type=move || if with_code.get() { "text" } else { "password" }
+                        autocomplete=move || if with_code.get() { "one-time-code" } else { "current-password" }
+                        bind:value=secret/>
+                    <Announce message=error/>
+                    <button type="submit" disabled=move || pending.get() data-testid="reauth-submit">"Confirm"</button>
+                    <button type="button" class="secondary" on:click=switch data-testid="reauth-switch">
+                        {move || if with_code.get() { "Use the password instead" } else { "Use a code instead" }}
+                    </button>
+                    <button type="button" class="secondary" on:click=dismiss data-testid="reauth-cancel">"Cancel"</button>
+                </form>
+            </div>
+        </Show>
     }
 }

@@ -71,6 +71,16 @@ where
     data
 }
 
+/// What the page guard loaded for this page, as a signal the page may set
+/// later; `None` on a page reached by client-side navigation, which then
+/// fetches it itself.
+pub fn preloaded_data<T>() -> PageData<T>
+where
+    T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    RwSignal::new(SharedValue::new(preloaded::<T>).into_inner())
+}
+
 /// `path` with `?cursor=` when there is one: the API path of a page of a list.
 pub fn with_cursor(path: &str, cursor: Option<String>) -> String {
     match cursor {

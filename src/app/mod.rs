@@ -30,6 +30,10 @@ pub mod live_feed;
 mod pages;
 #[cfg(feature = "ssr")]
 pub use pages::preload;
+#[cfg(feature = "ssr")]
+pub(crate) use components::error_message;
+#[cfg(feature = "ssr")]
+pub(crate) use pages::RecoveryCodeList;
 mod protected;
 pub mod routes;
 
@@ -95,6 +99,7 @@ pub fn App() -> impl IntoView {
         <Router>
             {pages::page_routes(NotFound)}
         </Router>
+        <components::ReauthDialog/>
     }
 }
 

@@ -273,6 +273,10 @@ fn forward(claims: &AccessClaims, event: &SessionEvent) -> Step {
         }]),
         SessionEvent::SessionCreated { .. } => Step::Continue,
         SessionEvent::PasswordChanged { at, .. } => Step::Send(vec![ServerMessage::PasswordChanged { at: *at }]),
+        SessionEvent::AccountChanged { change, at, .. } => Step::Send(vec![ServerMessage::AccountChanged {
+            change: change.clone(),
+            at: *at,
+        }]),
     }
 }
 

@@ -25,6 +25,7 @@ mod completion;
 pub mod cookies;
 pub mod error;
 pub mod extract;
+mod form_pages;
 mod forms;
 pub mod listen;
 pub mod live;

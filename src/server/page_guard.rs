@@ -24,7 +24,7 @@ use super::error::ApiError;
 use super::extract::{query_param, Client, RefreshCookie};
 use super::redirect::redirect;
 use super::AppState;
-use crate::app::routes::{access_for, login_url, safe_next, Access};
+use crate::app::routes::{access_for, login_url, safe_next, Access, TWO_FACTOR};
 
 pub async fn guard_page(
     State(state): State<AppState>,
@@ -53,6 +53,12 @@ pub async fn guard_page(
         (Access::Member | Access::Admin, None) => {
             let here = request.uri().path_and_query().map_or(path.as_str(), |pq| pq.as_str());
             redirect(StatusCode::FOUND, &login_url(here))
+        }
+        // The second-factor policy: such a user sees the setup and nothing else.
+        (Access::Member | Access::Admin, Some(found))
+            if path != TWO_FACTOR && state.auth.lacks_required_second_factor(&found.claims) =>
+        {
+            redirect(StatusCode::FOUND, TWO_FACTOR)
         }
         (Access::GuestOnly, Some(_)) => {
             let next = query_param(request.uri().query(), "next");

@@ -82,3 +82,61 @@ export class AppPage {
     await expect(this.headerUsername).toHaveText(username);
   }
 }
+
+/** `/two-factor`: the authenticator app and recovery codes. */
+export class TwoFactorPage {
+  readonly begin: Locator;
+  readonly secret: Locator;
+  readonly qr: Locator;
+  readonly code: Locator;
+  readonly confirm: Locator;
+  readonly status: Locator;
+  readonly recoveryCodes: Locator;
+  readonly recoveryLeft: Locator;
+  readonly renew: Locator;
+  readonly remove: Locator;
+
+  constructor(readonly page: Page) {
+    this.begin = page.getByTestId("totp-begin");
+    this.secret = page.getByTestId("totp-secret");
+    this.qr = page.getByTestId("totp-qr").locator("svg");
+    this.code = page.getByLabel("The six-digit code the app shows now");
+    this.confirm = page.getByTestId("totp-confirm");
+    this.status = page.getByTestId("totp-status");
+    this.recoveryCodes = page.getByTestId("recovery-codes").locator("li");
+    this.recoveryLeft = page.getByTestId("recovery-left");
+    this.renew = page.getByTestId("renew-codes");
+    this.remove = page.getByTestId("totp-remove");
+  }
+
+  async goto(hydrated = true) {
+    await this.page.goto("/two-factor");
+    if (hydrated) await waitForHydration(this.page);
+  }
+}
+
+/** The second step of a sign-in: in place on `/login`, or `/login-code` without JavaScript. */
+export class CodeStep {
+  readonly code: Locator;
+  readonly submit: Locator;
+
+  constructor(readonly page: Page) {
+    this.code = page.getByLabel("Code", { exact: true });
+    this.submit = page.getByTestId("code-submit");
+  }
+}
+
+/** The re-auth step: a dialog with JavaScript, a page without. */
+export class ReauthStep {
+  readonly dialog: Locator;
+  readonly page_: Locator;
+  readonly password: Locator;
+  readonly submit: Locator;
+
+  constructor(readonly page: Page) {
+    this.dialog = page.getByTestId("reauth-dialog");
+    this.page_ = page.getByTestId("reauth-page");
+    this.password = page.getByLabel("Password", { exact: true });
+    this.submit = page.getByTestId("reauth-submit");
+  }
+}

@@ -1,6 +1,8 @@
 //! The API client pages use. Every call carries `Authorization: Bearer` from
-//! the token store; a 401 runs one refresh shared by every call that failed
-//! meanwhile and retries each call once.
+//! the token store; a 401 for the token runs one refresh shared by every call
+//! that failed meanwhile and retries each call once. A sensitive change
+//! refused with `reauth_required` opens the re-auth dialog and, once the
+//! person has confirmed it is them, is sent again: nothing is typed twice.
 
 use gloo_net::http::{Method, Response};
 use serde::de::DeserializeOwned;
@@ -67,13 +69,33 @@ impl Api {
     }
 
     async fn authorized(&self, method: Method, path: &str, body: Option<&str>) -> Result<Response, ClientError> {
+        match self.refreshing(method.clone(), path, body).await {
+            // The second-factor policy: its setup page, by the server's guard.
+            Err(refused) if refused.code() == "second_factor_required" => {
+                let _ = leptos::prelude::window().location().assign(crate::app::routes::TWO_FACTOR);
+                Err(refused)
+            }
+            Err(refused) if refused.code() == "reauth_required" => {
+                if super::reauth::confirmed(self.store).await {
+                    self.refreshing(method, path, body).await
+                } else {
+                    Err(refused)
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn refreshing(&self, method: Method, path: &str, body: Option<&str>) -> Result<Response, ClientError> {
         // A token known to be expired is not worth a round trip: refresh first.
         let token = match self.store.current() {
             Some(token) if token.is_active(now_seconds()) => token,
             stale => refresh_or_sign_out(self.store, stale).await?,
         };
         let response = send_once(method.clone(), path, body, Some(&token)).await?;
-        if response.status() != 401 {
+        // Only a refused token says `WWW-Authenticate` (RFC 6750); a wrong
+        // current password is a 401 that no refresh would change.
+        if response.status() != 401 || response.headers().get("www-authenticate").is_none() {
             return ok_or_refused(response).await;
         }
         discard(response).await;

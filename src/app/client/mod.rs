@@ -13,11 +13,13 @@
 //! - `api`: the client pages call: bearer token, refresh on a 401, one retry.
 //! - `live`: the live socket, refreshed and reconnected through `session`.
 //! - `passkeys`: signing in with a passkey and adding one (WebAuthn).
+//! - `reauth`: the re-auth step a sensitive change may ask for.
 
 mod api;
 mod live;
 mod navigation;
 pub mod passkeys;
+pub mod reauth;
 mod session;
 mod tabs;
 mod transport;

@@ -9,6 +9,7 @@ use leptos_meta::Title;
 use crate::app::auth_store::AuthStore;
 use crate::app::components::{page_messages, typed_field, Announce, StrengthMeter};
 use crate::app::components::{error_message, notice_message};
+use crate::app::routes::TWO_FACTOR;
 
 #[component]
 pub fn AccountPage() -> impl IntoView {
@@ -67,6 +68,11 @@ pub fn AccountPage() -> impl IntoView {
         <Title text="Account · Gatehouse"/>
         <EmailSection error=email_error notice=email_notice/>
         <PasskeysSection/>
+        <section class="card">
+            <h1>"Two-step sign-in"</h1>
+            <p>"Ask for a code from an authenticator app after the password."
+                " " <a href=TWO_FACTOR data-testid="two-factor-link">"Set it up or change it"</a></p>
+        </section>
         <section class="card">
             <h1>"Change your password"</h1>
             <p class="hint">"Every other session is signed out when the password changes; this one stays."</p>

@@ -1,5 +1,8 @@
 //! `/login` and `/register`: one form, posted as a plain form without
-//! JavaScript (`server::forms`) and sent to the JSON API with it.
+//! JavaScript (`server::forms`) and sent to the JSON API with it. An account
+//! with a second factor then asks for a code: in place with JavaScript (the
+//! `mfa_token` stays in memory), on `/login-code` without (it waits in a
+//! cookie).
 
 use leptos::either::Either;
 use leptos::ev::SubmitEvent;
@@ -12,7 +15,7 @@ use crate::app::components::{page_messages, typed_field, Announce, StrengthMeter
 #[cfg(feature = "hydrate")]
 use crate::app::components::{error_message};
 use crate::app::protected::leave_when_logged_in;
-use crate::app::routes::{safe_next, with_next, FORGOT_PASSWORD, LOGIN, REGISTER};
+use crate::app::routes::{safe_next, with_next, FORGOT_PASSWORD, LOGIN, LOGIN_CODE, REGISTER};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Purpose {
@@ -42,6 +45,8 @@ fn CredentialsPage(purpose: Purpose) -> impl IntoView {
     let email = typed_field("email");
     let (error, notice) = page_messages();
     let pending = RwSignal::new(false);
+    // Set when the password was right and the account asks for a code.
+    let second_step = RwSignal::new(None::<String>);
 
     let submit = move |ev: SubmitEvent| {
         ev.prevent_default();
@@ -51,7 +56,16 @@ fn CredentialsPage(purpose: Purpose) -> impl IntoView {
         #[cfg(feature = "hydrate")]
         {
             use crate::app::client::{logged_in, Api, ClientError};
-            use crate::protocol::{Registration, TokenResponse};
+            use crate::protocol::Registration;
+
+            /// A login's answer: tokens, or the second step's token.
+            #[derive(serde::Deserialize)]
+            struct LoginAnswer {
+                access_token: Option<String>,
+                mfa_token: Option<String>,
+                #[serde(default)]
+                second_factor_required: bool,
+            }
 
             pending.set(true);
             error.set(None);
@@ -68,9 +82,29 @@ fn CredentialsPage(purpose: Purpose) -> impl IntoView {
                 Purpose::Register => "/auth/register",
             };
             leptos::task::spawn_local(async move {
-                match Api::new(store).post_public::<_, TokenResponse>(path, &credentials).await {
+                match Api::new(store).post_public::<_, LoginAnswer>(path, &credentials).await {
                     // The guard's effect goes on to `next` once the store holds the token.
-                    Ok(body) => logged_in(store, &body.access_token, credentials.username),
+                    // The policy wants a second factor first: its setup, whatever `next` said.
+                    Ok(LoginAnswer {
+                        access_token: Some(token),
+                        second_factor_required: true,
+                        ..
+                    }) => {
+                        logged_in(store, &token, credentials.username);
+                        let _ = window().location().assign(crate::app::routes::TWO_FACTOR);
+                    }
+                    Ok(LoginAnswer {
+                        access_token: Some(token),
+                        ..
+                    }) => logged_in(store, &token, credentials.username),
+                    Ok(LoginAnswer {
+                        mfa_token: Some(mfa_token),
+                        ..
+                    }) => {
+                        password.set(String::new());
+                        second_step.set(Some(mfa_token));
+                    }
+                    Ok(_) => error.set(Some(error_message("unavailable").to_string())),
                     Err(err) => error.set(Some(describe(&err))),
                 }
                 pending.set(false);
@@ -111,10 +145,11 @@ fn CredentialsPage(purpose: Purpose) -> impl IntoView {
         }
     };
 
+    let username_now = Signal::derive(move || username.get());
     view! {
         <Title text=title/>
         <main class="narrow">
-            <section class="card">
+        <section class="card" hidden=move || second_step.with(Option::is_some)>
                 <h1>{heading}</h1>
                 <form method="post" action=action on:submit=submit data-testid="credentials-form">
                     <input type="hidden" name="next" value=move || next.get()/>
@@ -136,7 +171,90 @@ fn CredentialsPage(purpose: Purpose) -> impl IntoView {
                 {passkeys}
                 {other}
             </section>
+            {move || second_step.get().map(|token| view! {
+                <CodeStep mfa_token=Some(token) next=next username=username_now error=error/>
+            })}
         </main>
+    }
+}
+
+/// `/login-code`: the second step of a sign-in begun without JavaScript.
+#[component]
+pub fn LoginCodePage() -> impl IntoView {
+    let query = use_query_map();
+    let next = Memo::new(move |_| safe_next(query.with(|q| q.get("next")).as_deref()));
+    leave_when_logged_in(next);
+    let (error, _) = page_messages();
+    view! {
+        <Title text="Enter your code · Gatehouse"/>
+        <main class="narrow">
+            <CodeStep mfa_token=None next=next username=Signal::derive(String::new) error=error/>
+        </main>
+    }
+}
+
+/// Asks for a code from the authenticator app or a recovery code. With the
+/// `mfa_token` in memory it is sent to the API; without one the form posts
+/// to `/login-code`, whose cookie holds it.
+#[component]
+fn CodeStep(
+    mfa_token: Option<String>,
+    next: Memo<String>,
+    username: Signal<String>,
+    error: RwSignal<Option<String>>,
+) -> impl IntoView {
+    let store = AuthStore::from_context();
+    let code = typed_field("code");
+    let pending = RwSignal::new(false);
+    let in_memory = mfa_token.is_some();
+    let submit = move |ev: SubmitEvent| {
+        if !in_memory {
+            return;
+        }
+        ev.prevent_default();
+        #[cfg(feature = "hydrate")]
+        {
+            use crate::app::client::{logged_in, Api};
+            use crate::protocol::{MfaLogin, TokenResponse};
+
+            if pending.get_untracked() {
+                return;
+            }
+            pending.set(true);
+            error.set(None);
+            let step = MfaLogin {
+                mfa_token: mfa_token.clone().unwrap_or_default(),
+                code: code.get_untracked(),
+            };
+            leptos::task::spawn_local(async move {
+                match Api::new(store).post_public::<_, TokenResponse>("/auth/login/mfa", &step).await {
+                    Ok(body) => logged_in(store, &body.access_token, username.get_untracked()),
+                    Err(err) => {
+                        code.set(String::new());
+                        error.set(Some(error_message(err.code()).to_string()));
+                    }
+                }
+                pending.set(false);
+            });
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (store, &mfa_token, username);
+    };
+    view! {
+        <section class="card">
+            <h1>"Enter your code"</h1>
+            <p class="hint">"Open your authenticator app and type the six-digit code it shows for Gatehouse. \
+                Lost the app? Type one of your recovery codes instead."</p>
+            <form method="post" action=LOGIN_CODE on:submit=submit data-testid="code-form">
+                <input type="hidden" name="next" value=move || next.get()/>
+                <label for="code">"Code"</label>
+                <input id="code" name="code" type="text" autocomplete="one-time-code" required autofocus
+                    autocapitalize="none" spellcheck="false" bind:value=code/>
+                <Announce message=error/>
+                <button type="submit" disabled=move || pending.get() data-testid="code-submit">"Continue"</button>
+            </form>
+            <p><a href=move || with_next(LOGIN, &next.get()) rel="external">"Start again"</a></p>
+        </section>
     }
 }
 

@@ -107,6 +107,7 @@ fn event_type(event: &ServerMessage) -> &'static str {
         ServerMessage::SessionCreated { .. } => "session_created",
         ServerMessage::SessionRevoked { .. } => "session_revoked",
         ServerMessage::PasswordChanged { .. } => "password_changed",
+        ServerMessage::AccountChanged { .. } => "account_changed",
     }
 }
 
@@ -131,5 +132,15 @@ fn event_text(event: &ServerMessage) -> String {
             format!("{}: a session {why}", time_text(*at))
         }
         ServerMessage::PasswordChanged { at } => format!("{}: your password was changed", time_text(*at)),
+        ServerMessage::AccountChanged { change, at } => {
+            let what = match change.as_str() {
+                "totp_enabled" => "two-step sign-in was turned on",
+                "totp_disabled" => "two-step sign-in was turned off",
+                "recovery_codes_renewed" => "new recovery codes were made; the old ones no longer work",
+                "recovery_code_used" => "a recovery code was used to sign in",
+                _ => "your account's sign-in settings changed",
+            };
+            format!("{}: {what}", time_text(*at))
+        }
     }
 }

@@ -28,13 +28,19 @@ mod credentials;
 mod dashboard;
 mod recovery;
 mod sessions;
+mod two_factor;
+
+#[cfg(feature = "ssr")]
+pub(crate) use two_factor::RecoveryCodeList;
 
 page_table! {
     LOGIN = "/login": GuestOnly => credentials::LoginPage;
+    LOGIN_CODE = "/login-code": GuestOnly => credentials::LoginCodePage;
     REGISTER = "/register": GuestOnly => credentials::RegisterPage;
     DASHBOARD = "/": Member => dashboard::DashboardPage;
     SESSIONS = "/sessions": Member => sessions::SessionsPage, preload sessions::preload;
     ACCOUNT = "/account": Member => account::AccountPage;
+    TWO_FACTOR = "/two-factor": Member => two_factor::TwoFactorPage, preload two_factor::preload;
     ADMIN = "/admin": Admin => admin::AdminPage, preload admin::preload;
     FORGOT_PASSWORD = "/forgot-password": Public => recovery::ForgotPasswordPage;
     RESET_PASSWORD = "/reset-password": Public => recovery::ResetPasswordPage;
