@@ -77,12 +77,23 @@ fn describe() {
     describe_gauge!(LIVE_SESSIONS, "Live sessions in the database (every instance's).");
     describe_gauge!(OPEN_SOCKETS, "Live sockets open on this instance.");
     describe_gauge!(HASH_QUEUE_DEPTH, "Password hashes waiting for a hashing thread.");
-    describe_histogram!(HASH_WAIT, Unit::Seconds, "Time a password hash waited for a hashing thread.");
+    describe_histogram!(
+        HASH_WAIT,
+        Unit::Seconds,
+        "Time a password hash waited for a hashing thread."
+    );
     describe_histogram!(DATABASE_TIME, Unit::Seconds, "Time of store calls, by store method.");
-    describe_histogram!(REQUEST_TIME, Unit::Seconds, "HTTP request time, by route template, method and status.");
+    describe_histogram!(
+        REQUEST_TIME,
+        Unit::Seconds,
+        "HTTP request time, by route template, method and status."
+    );
     describe_counter!(MAILS_QUEUED, "Mails queued for sending.");
     describe_counter!(MAILS_SENT, "Mails handed to the SMTP server or written to a file.");
-    describe_counter!(MAILS_FAILED, "Mail deliveries that failed, by whether the mail will be retried.");
+    describe_counter!(
+        MAILS_FAILED,
+        "Mail deliveries that failed, by whether the mail will be retried."
+    );
 }
 
 /// A password login ended with `outcome` (`ok`, `invalid_credentials`,

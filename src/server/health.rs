@@ -14,7 +14,9 @@ use super::error::ApiError;
 use super::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
 }
 
 /// Where an instance is in its life. Only forwards: a shutdown is not undone.
@@ -63,7 +65,10 @@ impl Lifecycle {
 /// Liveness: 200 while the database answers, 503 otherwise; draining or not.
 async fn healthz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     state.auth.store().ping().await?;
-    Ok(([(header::CACHE_CONTROL, "no-store")], Json(serde_json::json!({ "status": "ok" }))))
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(serde_json::json!({ "status": "ok" })),
+    ))
 }
 
 /// Readiness: 200 `{"status":"ready"}` when this instance should get

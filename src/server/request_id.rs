@@ -52,7 +52,9 @@ mod tests {
         assert!(is_usable(&HeaderValue::from_static("lb-7f3a9c/42")));
         assert!(!is_usable(&HeaderValue::from_static("")));
         assert!(!is_usable(&HeaderValue::from_static("two words")));
-        assert!(!is_usable(&HeaderValue::from_str(&"a".repeat(MAX_ID_CHARS + 1)).unwrap()));
+        assert!(!is_usable(
+            &HeaderValue::from_str(&"a".repeat(MAX_ID_CHARS + 1)).unwrap()
+        ));
         assert!(is_usable(&generated()));
     }
 }

@@ -25,7 +25,10 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .filter_map(|line| {
             let (series, value) = line.rsplit_once(' ')?;
             let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
-            let matches = metric == name && labels.iter().all(|(key, value)| rest.contains(&format!("{key}=\"{value}\"")));
+            let matches = metric == name
+                && labels
+                    .iter()
+                    .all(|(key, value)| rest.contains(&format!("{key}=\"{value}\"")));
             matches.then(|| value.parse::<f64>().ok()).flatten()
         })
         .sum()
@@ -46,42 +49,67 @@ async fn metrics_count_logins_refreshes_and_limits_on_a_port_of_their_own() {
     let metrics_url = format!("http://{metrics_addr}/metrics");
     let server = ServerProcess::start(
         &database_url,
-        &[("GATEHOUSE_METRICS_ADDR", &metrics_addr), ("GATEHOUSE_REGISTRATIONS_PER_IP", "1/hour")],
+        &[
+            ("GATEHOUSE_METRICS_ADDR", &metrics_addr),
+            ("GATEHOUSE_REGISTRATIONS_PER_IP", "1/hour"),
+        ],
     )
     .await;
     server.register("metered-alice").await;
     let refused = server
-        .post_json("/auth/register", json!({"username": "metered-bob", "password": PASSWORD}))
+        .post_json(
+            "/auth/register",
+            json!({"username": "metered-bob", "password": PASSWORD}),
+        )
         .await;
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
 
     let before = scrape(&server, &metrics_url).await;
     let session = server.login_ok("metered-alice").await;
-    assert_eq!(server.login("metered-alice", "not the password at all").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        server.login("metered-alice", "not the password at all").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     let rotated = server.refresh(&session.cookie).await;
     assert_eq!(rotated.status(), StatusCode::OK);
     let rotated = Session::from_response(rotated).await;
     // The same cookie again at once: a race within the grace window.
     assert_eq!(server.refresh(&session.cookie).await.status(), StatusCode::OK);
-    assert_eq!(server.refresh("not-a-refresh-token").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        server.refresh("not-a-refresh-token").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     let after = scrape(&server, &metrics_url).await;
 
     let moved = |name: &str, labels: &[(&str, &str)]| sample(&after, name, labels) - sample(&before, name, labels);
     assert_eq!(moved("gatehouse_logins_total", &[("outcome", "ok")]), 1.0, "{after}");
-    assert_eq!(moved("gatehouse_logins_total", &[("outcome", "invalid_credentials")]), 1.0);
+    assert_eq!(
+        moved("gatehouse_logins_total", &[("outcome", "invalid_credentials")]),
+        1.0
+    );
     assert_eq!(moved("gatehouse_refreshes_total", &[("verdict", "rotated")]), 1.0);
     assert_eq!(moved("gatehouse_refreshes_total", &[("verdict", "replayed")]), 1.0);
     assert_eq!(moved("gatehouse_refreshes_total", &[("verdict", "refused")]), 1.0);
     assert_eq!(
-        sample(&after, "gatehouse_rate_limited_total", &[("limit", "registrations_per_ip")]),
+        sample(
+            &after,
+            "gatehouse_rate_limited_total",
+            &[("limit", "registrations_per_ip")]
+        ),
         1.0
     );
     let login_requests = [("route", "/auth/login"), ("method", "POST")];
-    assert_eq!(moved("gatehouse_http_request_duration_seconds_count", &login_requests), 2.0);
+    assert_eq!(
+        moved("gatehouse_http_request_duration_seconds_count", &login_requests),
+        2.0
+    );
     assert!(moved("gatehouse_database_seconds_count", &[("kind", "presented_token")]) >= 2.0);
     assert!(moved("gatehouse_password_hash_wait_seconds_count", &[]) >= 2.0);
     for gauge in ["gatehouse_password_hash_queue_depth", "gatehouse_live_sessions"] {
-        assert!(after.lines().any(|line| line.starts_with(gauge)), "{gauge} missing:\n{after}");
+        assert!(
+            after.lines().any(|line| line.starts_with(gauge)),
+            "{gauge} missing:\n{after}"
+        );
     }
     for secret in ["metered-alice", &session.cookie, &rotated.cookie, PASSWORD] {
         assert!(!after.contains(secret), "{secret} is in the metrics");
@@ -104,14 +132,33 @@ async fn request_times_are_labelled_by_route_template() {
     let me = server.get_bearer("/api/me", &session.access).await;
     assert_eq!(me.status(), StatusCode::OK);
     let unique = uuid::Uuid::new_v4().simple().to_string();
-    let missing = server.http.get(server.url(&format!("/no-such-page-{unique}"))).send().await.unwrap();
+    let missing = server
+        .http
+        .get(server.url(&format!("/no-such-page-{unique}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
-    server.http.get(server.url(&format!("/pkg/{unique}.js"))).send().await.unwrap();
+    server
+        .http
+        .get(server.url(&format!("/pkg/{unique}.js")))
+        .send()
+        .await
+        .unwrap();
 
     let text = handle.render();
     let me_label = [("route", "/api/me"), ("method", "GET"), ("status", "200")];
-    assert!(sample(&text, "gatehouse_http_request_duration_seconds_count", &me_label) >= 1.0, "{text}");
-    assert!(sample(&text, "gatehouse_http_request_duration_seconds_count", &[("route", "fallback"), ("status", "404")]) >= 1.0);
+    assert!(
+        sample(&text, "gatehouse_http_request_duration_seconds_count", &me_label) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        sample(
+            &text,
+            "gatehouse_http_request_duration_seconds_count",
+            &[("route", "fallback"), ("status", "404")]
+        ) >= 1.0
+    );
     assert!(!text.contains(&unique), "a requested path became a label");
     server.finish().await;
 }
@@ -125,31 +172,59 @@ async fn readiness_names_the_check_that_failed(backend: Backend) {
 
     // A migration this binary knows is not applied (another instance is
     // migrating, say): not ready, yet alive.
-    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&server.settings.database_url).await.unwrap();
-    sqlx::query("UPDATE _sqlx_migrations SET success = false WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)")
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&server.settings.database_url)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE _sqlx_migrations SET success = false WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let unmigrated = server.http.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(unmigrated.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        unmigrated.json::<Value>().await.unwrap(),
+        json!({"status": "not_ready", "failed": "migrations"})
+    );
+    sqlx::query("UPDATE _sqlx_migrations SET success = true")
         .execute(&mut conn)
         .await
         .unwrap();
-    let unmigrated = server.http.get(server.url("/readyz")).send().await.unwrap();
-    assert_eq!(unmigrated.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(unmigrated.json::<Value>().await.unwrap(), json!({"status": "not_ready", "failed": "migrations"}));
-    sqlx::query("UPDATE _sqlx_migrations SET success = true").execute(&mut conn).await.unwrap();
     drop(conn);
-    assert_eq!(server.http.get(server.url("/readyz")).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        server.http.get(server.url("/readyz")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
 
-    server.state.lifecycle.advance(gatehouse::server::health::Stage::Draining);
+    server
+        .state
+        .lifecycle
+        .advance(gatehouse::server::health::Stage::Draining);
     let draining = server.http.get(server.url("/readyz")).send().await.unwrap();
     assert_eq!(draining.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(draining.json::<Value>().await.unwrap(), json!({"status": "not_ready", "failed": "draining"}));
-    assert_eq!(server.http.get(server.url("/healthz")).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        draining.json::<Value>().await.unwrap(),
+        json!({"status": "not_ready", "failed": "draining"})
+    );
+    assert_eq!(
+        server.http.get(server.url("/healthz")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
     server.finish().await;
 
     let server = TestServer::start(backend).await;
     server.auth.store().close().await;
     let unreachable = server.http.get(server.url("/readyz")).send().await.unwrap();
     assert_eq!(unreachable.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(unreachable.json::<Value>().await.unwrap(), json!({"status": "not_ready", "failed": "database"}));
-    assert_eq!(server.http.get(server.url("/healthz")).send().await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        unreachable.json::<Value>().await.unwrap(),
+        json!({"status": "not_ready", "failed": "database"})
+    );
+    assert_eq!(
+        server.http.get(server.url("/healthz")).send().await.unwrap().status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     server.finish().await;
 }
 
@@ -159,12 +234,28 @@ async fn live_sockets_are_told_to_go_away_when_the_instance_stops() {
     let session = server.register("socket-erin").await;
     let mut socket = connect(&server, Some(&session.access)).await;
     assert_eq!(next_json(&mut socket).await["type"], "ready");
-    server.state.lifecycle.advance(gatehouse::server::health::Stage::Draining);
-    assert_eq!(next_json_or_quiet(&mut socket).await, None, "draining alone keeps sockets open");
-    server.state.lifecycle.advance(gatehouse::server::health::Stage::Stopping);
-    assert_eq!(closed_with(&mut socket, Duration::from_secs(5)).await, (1001, "going_away".to_string()));
+    server
+        .state
+        .lifecycle
+        .advance(gatehouse::server::health::Stage::Draining);
+    assert_eq!(
+        next_json_or_quiet(&mut socket).await,
+        None,
+        "draining alone keeps sockets open"
+    );
+    server
+        .state
+        .lifecycle
+        .advance(gatehouse::server::health::Stage::Stopping);
+    assert_eq!(
+        closed_with(&mut socket, Duration::from_secs(5)).await,
+        (1001, "going_away".to_string())
+    );
     let mut late = connect(&server, Some(&session.access)).await;
-    assert_eq!(closed_with(&mut late, Duration::from_secs(5)).await, (1001, "going_away".to_string()));
+    assert_eq!(
+        closed_with(&mut late, Duration::from_secs(5)).await,
+        (1001, "going_away".to_string())
+    );
     server.finish().await;
 }
 
@@ -188,7 +279,9 @@ async fn request_ids_are_made_here_unless_a_trusted_proxy_sent_one() {
     let direct = TestServer::start(Backend::Sqlite).await;
     let id_of = |response: &reqwest::Response| response.headers()[X_REQUEST_ID].to_str().unwrap().to_string();
     let chosen = direct
-        .request(Method::GET, "/healthz", |r| r.header(X_REQUEST_ID, "chosen-by-the-client"))
+        .request(Method::GET, "/healthz", |r| {
+            r.header(X_REQUEST_ID, "chosen-by-the-client")
+        })
         .await;
     let made = id_of(&chosen);
     assert_ne!(made, "chosen-by-the-client");
@@ -197,15 +290,27 @@ async fn request_ids_are_made_here_unless_a_trusted_proxy_sent_one() {
     assert_ne!(other, made, "each request has its own");
     direct.finish().await;
 
-    let proxied = TestServer::start_with(Backend::Sqlite, |s| s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]).await;
-    let echoed = proxied.request(Method::GET, "/healthz", |r| r.header(X_REQUEST_ID, "lb-4f2a/17")).await;
+    let proxied = TestServer::start_with(Backend::Sqlite, |s| {
+        s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]
+    })
+    .await;
+    let echoed = proxied
+        .request(Method::GET, "/healthz", |r| r.header(X_REQUEST_ID, "lb-4f2a/17"))
+        .await;
     assert_eq!(id_of(&echoed), "lb-4f2a/17");
     for unusable in ["two words", &"x".repeat(129)] {
-        let replaced = proxied.request(Method::GET, "/healthz", |r| r.header(X_REQUEST_ID, unusable)).await;
-        assert!(uuid::Uuid::parse_str(&id_of(&replaced)).is_ok(), "{unusable:?} was taken");
+        let replaced = proxied
+            .request(Method::GET, "/healthz", |r| r.header(X_REQUEST_ID, unusable))
+            .await;
+        assert!(
+            uuid::Uuid::parse_str(&id_of(&replaced)).is_ok(),
+            "{unusable:?} was taken"
+        );
     }
     // Errors carry it too.
-    let refused = proxied.request(Method::GET, "/api/me", |r| r.header(X_REQUEST_ID, "lb-err-1")).await;
+    let refused = proxied
+        .request(Method::GET, "/api/me", |r| r.header(X_REQUEST_ID, "lb-err-1"))
+        .await;
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(id_of(&refused), "lb-err-1");
     proxied.finish().await;
@@ -252,16 +357,28 @@ async fn json_logs_carry_each_requests_id_and_no_secret() {
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}")))
         .collect();
     let request_id = |line: &Value| -> Option<String> {
-        line["spans"].as_array()?.iter().find_map(|span| span["request_id"].as_str().map(str::to_string))
+        line["spans"]
+            .as_array()?
+            .iter()
+            .find_map(|span| span["request_id"].as_str().map(str::to_string))
     };
     let event = |message: &str, outcome: &str, id: &str| {
         lines.iter().any(|line| {
             line["message"] == message && line["outcome"] == outcome && request_id(line).as_deref() == Some(id)
         })
     };
-    assert!(event("login", "ok", "lb-login-7f3a"), "no login line with its request id:\n{output}");
-    assert!(event("refresh", "rotated", "lb-refresh-9c2e"), "no refresh line with its request id:\n{output}");
-    let login_lines = lines.iter().filter(|line| request_id(line).as_deref() == Some("lb-login-7f3a")).count();
+    assert!(
+        event("login", "ok", "lb-login-7f3a"),
+        "no login line with its request id:\n{output}"
+    );
+    assert!(
+        event("refresh", "rotated", "lb-refresh-9c2e"),
+        "no refresh line with its request id:\n{output}"
+    );
+    let login_lines = lines
+        .iter()
+        .filter(|line| request_id(line).as_deref() == Some("lb-login-7f3a"))
+        .count();
     assert!(login_lines >= 2, "the request's own log lines name it too:\n{output}");
     let signature = session.access.rsplit('.').next().unwrap();
     for secret in [PASSWORD, &session.cookie, &refreshed.cookie, signature] {
@@ -300,12 +417,18 @@ async fn sigterm_finishes_a_login_in_flight_closes_sockets_with_1001_and_exits_0
     // Its hash has begun: the login is in flight.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while hashes_started(&scrape(&server, &metrics_url).await) <= before {
-        assert!(tokio::time::Instant::now() < deadline, "the login never reached the hashing thread");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the login never reached the hashing thread"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     server.terminate();
 
-    assert_eq!(closed_with(&mut socket, Duration::from_secs(5)).await, (1001, "going_away".to_string()));
+    assert_eq!(
+        closed_with(&mut socket, Duration::from_secs(5)).await,
+        (1001, "going_away".to_string())
+    );
     let login = login.await.unwrap();
     assert_eq!(login.status(), StatusCode::OK, "the login in flight was answered");
     let session = Session::from_response(login).await;
@@ -327,7 +450,10 @@ async fn sigterm_finishes_a_login_in_flight_closes_sockets_with_1001_and_exits_0
 async fn readyz_answers_503_while_draining_then_the_process_stops_accepting_and_exits_0() {
     let (database_url, _) = create_database(Backend::Sqlite).await;
     let mut server = ServerProcess::start(&database_url, &[("GATEHOUSE_SHUTDOWN_DELAY", "2")]).await;
-    assert_eq!(server.http.get(server.url("/readyz")).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        server.http.get(server.url("/readyz")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
     server.terminate();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
     let draining = loop {
@@ -335,15 +461,27 @@ async fn readyz_answers_503_while_draining_then_the_process_stops_accepting_and_
         if response.status() == StatusCode::SERVICE_UNAVAILABLE {
             break response;
         }
-        assert!(tokio::time::Instant::now() < deadline, "/readyz still ready after SIGTERM");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz still ready after SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert_eq!(draining.json::<Value>().await.unwrap(), json!({"status": "not_ready", "failed": "draining"}));
+    assert_eq!(
+        draining.json::<Value>().await.unwrap(),
+        json!({"status": "not_ready", "failed": "draining"})
+    );
     // Still alive, and still serving, while load balancers take note.
-    assert_eq!(server.http.get(server.url("/healthz")).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        server.http.get(server.url("/healthz")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
     let status = server.exited_within(Duration::from_secs(15)).await;
     assert!(status.success(), "exit status {status:?}: {}", server.log_tail());
-    assert!(server.http.get(server.url("/healthz")).send().await.is_err(), "still accepting");
+    assert!(
+        server.http.get(server.url("/healthz")).send().await.is_err(),
+        "still accepting"
+    );
     drop(server);
     drop_database(&database_url, None).await;
 }
