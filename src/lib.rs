@@ -8,7 +8,8 @@
 //! - [`auth`]: the auth core (passwords, tokens, sessions, rotation, keys), no
 //!   HTTP; [`server`]: HTTP handlers thin on top of it; [`store`]: storage and
 //!   its migrations; [`mail`]: the outbox worker that sends what the core
-//!   queues; [`config`]: settings. All server only (`ssr`).
+//!   queues; [`metrics`]: what they count and time; [`config`]: settings.
+//!   All server only (`ssr`).
 
 // Tests may unwrap: a panic there is a failed test, not a crashed server.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
@@ -25,6 +26,8 @@ pub mod protocol;
 pub mod config;
 #[cfg(feature = "ssr")]
 pub mod mail;
+#[cfg(feature = "ssr")]
+pub mod metrics;
 #[cfg(feature = "ssr")]
 pub mod server;
 #[cfg(feature = "ssr")]

@@ -13,6 +13,8 @@ use gatehouse::auth::keys::KeyRing;
 use gatehouse::auth::password::Password;
 use gatehouse::auth::{Auth, WithSources, ROLE_ADMIN, ROLE_USER};
 use gatehouse::config::{leptos_options, Settings};
+use gatehouse::server::health::Stage;
+use gatehouse::server::listen::HEADER_READ_TIMEOUT;
 use gatehouse::server::{app, AppState};
 use gatehouse::store::Store;
 
@@ -73,12 +75,10 @@ enum KeysCommand {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into()),
-        )
-        .init();
+    if let Err(message) = start_logging() {
+        eprintln!("gatehouse: {message}");
+        return ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     // leptos#4647: streaming can stall with a single worker; never run fewer than two.
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
@@ -100,6 +100,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs to standard output, as text for people or, with
+/// `GATEHOUSE_LOG_FORMAT=json`, one JSON object per line for a log pipeline:
+/// each line lists its spans with their fields, the request's id among them.
+fn start_logging() -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into());
+    let format = std::env::var("GATEHOUSE_LOG_FORMAT").unwrap_or_default();
+    match format.as_str() {
+        "" | "text" => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        "json" => tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .with_env_filter(filter)
+            .init(),
+        other => return Err(format!("GATEHOUSE_LOG_FORMAT must be text or json, not {other:?}")),
+    }
+    Ok(())
 }
 
 async fn run(command: Command) -> Result<(), String> {
@@ -192,6 +213,7 @@ async fn serve(settings: Settings, store: Store) -> Result<(), String> {
     }
     let leptos = leptos_options().map_err(|e| e.to_string())?;
     let addr = leptos.site_addr;
+    let metrics = metrics_listener(&settings, addr).await?;
     let auth = Arc::new(
         Auth::new(settings, store.clone(), Arc::new(SystemClock))
             .await
@@ -230,23 +252,83 @@ async fn serve(settings: Settings, store: Store) -> Result<(), String> {
             }
         }
     });
-    let router = app(AppState::new(leptos, auth));
+    let metrics = metrics.map(|(listener, handle)| {
+        let upkeep = gatehouse::server::metrics::spawn_upkeep(handle.clone(), auth.clone());
+        let serving = tokio::spawn(gatehouse::server::listen::serve(
+            listener,
+            gatehouse::server::metrics::router(handle),
+            HEADER_READ_TIMEOUT,
+            std::future::pending(),
+            Duration::ZERO,
+        ));
+        [upkeep, serving]
+    });
+    let delay = Duration::from_secs(auth.settings().shutdown_delay.unsigned_abs());
+    let grace = Duration::from_secs(auth.settings().shutdown_grace.unsigned_abs());
+    let state = AppState::new(leptos, auth);
+    let router = app(state.clone());
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     tracing::info!("listening on http://{addr}");
-    gatehouse::server::listen::serve(
-        listener,
-        router,
-        gatehouse::server::listen::HEADER_READ_TIMEOUT,
-        shutdown_signal(),
-    )
-    .await;
+    let stop = {
+        let state = state.clone();
+        async move {
+            shutdown_signal().await;
+            state.lifecycle.advance(Stage::Draining);
+            tracing::info!(delay_seconds = delay.as_secs(), "shutting down: /readyz answers 503 from now on");
+            tokio::time::sleep(delay).await;
+            tracing::info!(grace_seconds = grace.as_secs(), "shutting down: no longer accepting; closing live sockets");
+            state.lifecycle.advance(Stage::Stopping);
+        }
+    };
+    gatehouse::server::listen::serve(listener, router, HEADER_READ_TIMEOUT, stop, grace).await;
+    // The sockets were told to go away when accepting stopped; their
+    // closing handshakes end by themselves, within a few seconds.
+    let sockets_closed = async {
+        while state.sockets.total() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let _ = tokio::time::timeout(SOCKETS_CLOSE_WITHIN, sockets_closed).await;
     upkeep.abort();
     relay.abort();
     outbox.abort();
+    metrics.into_iter().flatten().for_each(|task| task.abort());
+    // On SQLite, after what the writer holds is committed.
     store.close().await;
+    tracing::info!("shut down");
     Ok(())
+}
+
+/// Live sockets' closing handshakes take this long at most (one frame sent,
+/// the client's answer awaited for two seconds).
+const SOCKETS_CLOSE_WITHIN: Duration = Duration::from_secs(3);
+
+/// The metrics recorder and the listener its endpoint is served on, if
+/// `metrics_addr` asks for them: never the app's own address.
+async fn metrics_listener(
+    settings: &Settings,
+    site: std::net::SocketAddr,
+) -> Result<Option<(tokio::net::TcpListener, metrics_exporter_prometheus::PrometheusHandle)>, String> {
+    if settings.metrics_addr.is_empty() {
+        return Ok(None);
+    }
+    let addr: std::net::SocketAddr = settings
+        .metrics_addr
+        .parse()
+        .map_err(|e| format!("GATEHOUSE_METRICS_ADDR {}: {e}", settings.metrics_addr))?;
+    if addr == site {
+        return Err(format!(
+            "GATEHOUSE_METRICS_ADDR must not be the app's own address {site}: metrics are for operators, not the public"
+        ));
+    }
+    let handle = gatehouse::metrics::install().map_err(|e| format!("cannot set up metrics: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?;
+    tracing::info!("metrics at http://{addr}/metrics");
+    Ok(Some((listener, handle)))
 }
 
 async fn shutdown_signal() {

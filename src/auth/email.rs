@@ -81,7 +81,7 @@ impl Auth {
             expires_at: now + ttl,
         };
         self.store.ask_for_email(&user.id, &checked.address, &stored, &mails).await?;
-        self.mail_queued.notify_one();
+        self.mails_queued(mails.len());
         self.audit(Event {
             kind: AuditKind::EmailChangeAsked,
             at: now,

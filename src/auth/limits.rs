@@ -180,7 +180,9 @@ fn seconds(ms: i64) -> u64 {
     u64::try_from(ms).unwrap_or(0).max(1).div_ceil(1000)
 }
 
-fn limited(wait_ms: i64) -> AuthError {
+/// `limit` refused: wait `wait_ms` before trying again.
+fn limited(limit: Limit, wait_ms: i64) -> AuthError {
+    crate::metrics::rate_limited(limit.name);
     AuthError::RateLimited {
         retry_after: seconds(wait_ms),
     }
@@ -285,7 +287,7 @@ impl Limits {
 
     /// Spends a unit of `limit` for `key`, or refuses.
     async fn spend(&self, limit: Limit, key: &str, now: i64) -> Result<(), AuthError> {
-        self.rows.spend(limit, key, now).await?.map_err(limited)
+        self.rows.spend(limit, key, now).await?.map_err(|wait| limited(limit, wait))
     }
 
     /// A registration from `address` (see [`address_key`]).
@@ -323,7 +325,7 @@ impl Limits {
             Rows::Memory(_) => self.rows.spend(limit, &presented.session.id, now).await?,
             Rows::Shared(store) => store.spend_session_rate(presented, limit.name, limit.rate, now).await?,
         };
-        spent.map_err(limited)
+        spent.map_err(|wait| limited(limit, wait))
     }
 
     /// Admits a password check for `username_key` from `address`, spending a
@@ -355,7 +357,7 @@ impl Limits {
                 let turn_at = self.rows.hold_turn(&pair, from, now).await?;
                 self.rows.refund(self.login_per_username_and_ip, &pair, now).await?;
                 self.rows.refund(self.login_per_ip, address, now).await?;
-                return Err(limited(turn_at - now));
+                return Err(limited(by_name, turn_at - now));
             }
         }
         Ok(LoginAttempt {

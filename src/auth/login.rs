@@ -25,6 +25,7 @@ impl Auth {
             Err(_) => "error",
         };
         tracing::info!(outcome, "login");
+        crate::metrics::login(outcome);
         result
     }
 

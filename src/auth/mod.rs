@@ -183,9 +183,21 @@ impl Auth {
         &self.store
     }
 
+    /// Whether a key to sign new access tokens with is loaded (readiness).
+    pub fn has_signing_key(&self) -> bool {
+        self.tokens.keys().active().is_some()
+    }
+
     /// Whether the signing keys are encrypted at rest.
     pub fn signing_keys_encrypted(&self) -> bool {
         self.tokens.keys().is_encrypted()
+    }
+
+    /// `count` mails were committed to the outbox: this instance's worker
+    /// sends them at once.
+    fn mails_queued(&self, count: usize) {
+        crate::metrics::mails_queued(count);
+        self.mail_queued.notify_one();
     }
 
     /// What this instance's outbox worker waits on between polls.

@@ -176,7 +176,9 @@ impl PasswordHasher {
         work: impl FnOnce(&mut WorkingMemory) -> Result<T, HashingError> + Send + 'static,
     ) -> Result<T, HashingError> {
         let (done, result) = oneshot::channel();
+        let queued = crate::metrics::QueuedHash::queued();
         let job: Job = Box::new(move |memory| {
+            queued.started();
             // Nobody waits for this hash any more (a client hung up while it
             // queued): the thread goes on to the next instead.
             if !done.is_closed() {

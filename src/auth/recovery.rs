@@ -89,7 +89,7 @@ impl Auth {
         };
         self.store.issue_reset(&stored, letter.as_ref()).await?;
         if letter.is_some() {
-            self.mail_queued.notify_one();
+            self.mails_queued(1);
         }
         Ok(link)
     }

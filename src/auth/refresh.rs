@@ -8,6 +8,7 @@ use super::audit::{AuditKind, Event};
 use super::refresh_token::RefreshToken;
 use super::rotation::{self, RotationRules, Verdict};
 use super::{Auth, AuthError, ClientInfo, NewTokens, WithSources};
+use crate::metrics::{self, RefreshVerdict};
 use crate::store::{SessionRecord, Successor};
 
 /// When presenting a current refresh token rotates it.
@@ -46,6 +47,7 @@ impl Auth {
     pub async fn refresh(&self, presented: &str, client: &ClientInfo) -> Result<NewTokens, AuthError> {
         let Some(token) = RefreshToken::parse(presented) else {
             tracing::debug!(outcome = "malformed", "refresh refused");
+            metrics::refresh(RefreshVerdict::Refused);
             return Err(AuthError::RefreshRejected);
         };
         let now = self.now();
@@ -59,7 +61,8 @@ impl Auth {
     /// cookie is accepted: rotates it (always, or only once the session is
     /// aging), hands a replay its successor again, or revokes the session on
     /// reuse. Every presentation that reaches the database counts against
-    /// `refreshes_per_session`.
+    /// `refreshes_per_session`, and each verdict in `gatehouse_refreshes_total`
+    /// (a current token left as it is, by a page load, in neither).
     pub(super) async fn present(
         &self,
         token: &RefreshToken,
@@ -70,11 +73,13 @@ impl Auth {
         let hash = token.hash();
         let Some(mut found) = self.store.presented_token(&hash).await? else {
             tracing::debug!(outcome = "unknown", "refresh refused");
+            metrics::refresh(RefreshVerdict::Refused);
             return Ok(Presentation::Refused);
         };
         if let Err(refused) = self.limits.refresh(&mut found).await {
             if matches!(refused, AuthError::RateLimited { .. }) {
                 tracing::info!(outcome = "rate_limited", session = %found.session.id, "refresh refused");
+                metrics::refresh(RefreshVerdict::Refused);
             }
             return Err(refused);
         }
@@ -97,11 +102,13 @@ impl Auth {
             if let Some(session) = self.store.claim(found, &sealed, now, idle_expires_at).await? {
                 self.stamp_commit(&hash, now).await;
                 tracing::debug!(outcome = "rotated", session = %session.id, "refresh");
+                metrics::refresh(RefreshVerdict::Rotated);
                 return Ok(Presentation::Renewed(session, successor));
             }
             // Lost the claim: another tab or a retry claimed it first, or the
             // session ended meanwhile. Decided again as the token now reads.
             let Some(again) = self.store.presented_token(&hash).await? else {
+                metrics::refresh(RefreshVerdict::Refused);
                 return Ok(Presentation::Refused);
             };
             found = again;
@@ -113,9 +120,11 @@ impl Auth {
             Verdict::Replay if !self.revoked.contains(&session.id) => {
                 let sealed = state.successor_sealed.as_deref().unwrap_or_default();
                 let Some(successor) = token.unseal(sealed) else {
+                    metrics::refresh(RefreshVerdict::Refused);
                     return Ok(Presentation::Refused);
                 };
                 tracing::info!(outcome = "replayed", session = %session.id, "refresh within the grace window");
+                metrics::refresh(RefreshVerdict::Replayed);
                 Ok(Presentation::Renewed(session, successor))
             }
             Verdict::Reuse => {
@@ -125,12 +134,14 @@ impl Auth {
                 if let Err(err) = self.reuse_detected(&session, client, now).await {
                     tracing::error!(error = %WithSources(&err), session = %session.id, "refresh token reuse: the session could not be revoked");
                 }
+                metrics::refresh(RefreshVerdict::Reuse);
                 Ok(Presentation::Reuse)
             }
             // Rotate here: still current after a lost claim, which found it
             // idle or its session ended. Only where instances' clocks disagree.
             Verdict::Replay | Verdict::Ended | Verdict::Rotate => {
                 tracing::debug!(outcome = "ended", session = %session.id, "refresh refused");
+                metrics::refresh(RefreshVerdict::Refused);
                 Ok(Presentation::Refused)
             }
         }

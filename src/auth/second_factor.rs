@@ -221,6 +221,7 @@ impl Auth {
             self.store.mfa_challenge_failed(&hash, MFA_MAX_FAILURES).await?;
             self.second_factor_failed(&user, "", client, "sign-in").await?;
             tracing::info!(outcome = "invalid_code", "login second step");
+            crate::metrics::login("invalid_code");
             return Err(AuthError::InvalidCode);
         };
         if !self.store.take_mfa_challenge(&hash, now).await? {
@@ -238,6 +239,7 @@ impl Auth {
             self.recovery_code_used(&user, &tokens.session.id, client, now).await?;
         }
         tracing::info!(outcome = "ok", method = method.amr(), "login second step");
+        crate::metrics::login("code_ok");
         Ok(tokens)
     }
 

@@ -250,6 +250,25 @@ declare_settings! {
     /// Audit events are deleted this long after they happened; 0 keeps them for ever.
     audit_retention: i64 = 365 * DAY, env "GATEHOUSE_AUDIT_RETENTION",
         valid |kept, _| require((0..=100 * 365 * DAY).contains(kept), kept, "must be 0 (for ever) to a hundred years");
+
+    /// Where Prometheus metrics are served, `ip:port`, apart from the app's
+    /// own address; empty: not served (and not collected).
+    metrics_addr: String = String::new(), env "GATEHOUSE_METRICS_ADDR",
+        valid |addr, _| require(
+            addr.is_empty() || addr.parse::<std::net::SocketAddr>().is_ok(),
+            addr,
+            "must be empty or an IP address and port, e.g. 127.0.0.1:9100",
+        );
+
+    /// After SIGTERM or Ctrl-C, how long this instance keeps accepting while
+    /// `/readyz` says it is draining, so a load balancer stops sending it
+    /// requests before it stops accepting them.
+    shutdown_delay: i64 = 0, env "GATEHOUSE_SHUTDOWN_DELAY",
+        valid |delay, _| require((0..=300).contains(delay), delay, "must be 0 to 300 seconds");
+
+    /// Once it stops accepting, how long requests in flight get to finish.
+    shutdown_grace: i64 = 10, env "GATEHOUSE_SHUTDOWN_GRACE",
+        valid |grace, _| require((1..=3600).contains(grace), grace, "must be 1 to 3600 seconds");
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -46,6 +46,9 @@ fn every_setting_has_an_environment_override() {
             "GATEHOUSE_TRUSTED_PROXIES" => "10.0.0.0/8,127.0.0.1",
             "GATEHOUSE_LOGIN_FAILURES_PER_USERNAME" => "3/minute",
             "GATEHOUSE_REGISTRATIONS_PER_IP" => "2/90s",
+            "GATEHOUSE_METRICS_ADDR" => "[::1]:9100",
+            "GATEHOUSE_SHUTDOWN_DELAY" => "15",
+            "GATEHOUSE_SHUTDOWN_GRACE" => "30",
             _ => return None,
         };
         Some(value.to_string())
@@ -60,6 +63,7 @@ fn every_setting_has_an_environment_override() {
     assert!(s.trusted_proxies[1].contains(&"127.0.0.1".parse::<IpAddr>().unwrap()));
     assert_eq!(s.login_failures_per_username, RateLimit { count: 3, per_seconds: 60 });
     assert_eq!(s.registrations_per_ip, RateLimit { count: 2, per_seconds: 90 });
+    assert_eq!((s.metrics_addr.as_str(), s.shutdown_delay, s.shutdown_grace), ("[::1]:9100", 15, 30));
 }
 
 #[test]
@@ -80,6 +84,10 @@ fn bad_values_are_refused_by_name() {
         ("GATEHOUSE_REFRESH_IDLE_TTL", "9223372036854775807"),
         ("GATEHOUSE_ENDED_SESSION_RETENTION", "3600"),
         ("GATEHOUSE_AUDIT_RETENTION", "-1"),
+        ("GATEHOUSE_METRICS_ADDR", "localhost:9100"),
+        ("GATEHOUSE_METRICS_ADDR", "127.0.0.1"),
+        ("GATEHOUSE_SHUTDOWN_DELAY", "301"),
+        ("GATEHOUSE_SHUTDOWN_GRACE", "0"),
     ] {
         let env = |n: &str| (n == name).then(|| value.to_string());
         let err = Settings::from_sources("Leptos.toml", None, env).unwrap_err();

@@ -140,7 +140,7 @@ async fn deliver(auth: &Auth, delivery: &Delivery, from: &Mailbox, mail: OutboxM
     let outcome = if mail.expires_at <= auth.now() {
         Err(("its link expired before it could be sent".to_string(), false))
     } else {
-        delivery.send(from, &mail).await.map_err(|err| {
+        delivery.send(from, &mail).await.inspect(|()| crate::metrics::mail_sent()).map_err(|err| {
             let retry = !err.is_permanent();
             tracing::warn!(error = %WithSources(&err), to = %mail.recipient, attempt = mail.attempts, retry, "a mail was not sent");
             (WithSources(&err).to_string(), retry)
@@ -152,6 +152,7 @@ async fn deliver(auth: &Auth, delivery: &Delivery, from: &Mailbox, mail: OutboxM
         Err((reason, retry)) => {
             let retry_at = now + retry_delay(mail.attempts);
             let retry = (retry && retry_at < mail.expires_at).then_some(retry_at);
+            crate::metrics::mail_failed(retry.is_some());
             if retry.is_none() {
                 tracing::error!(to = %mail.recipient, subject = %mail.subject, %reason, "a mail was given up");
             }

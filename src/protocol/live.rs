@@ -8,12 +8,16 @@ pub const PATH: &str = "/ws";
 pub const CLOSE_TOKEN: u16 = 4001;
 /// The session was revoked (`session_revoked`): a refresh will be refused too.
 pub const CLOSE_REVOKED: u16 = 1008;
+/// The server is shutting down (`going_away`): reconnect, with backoff; a
+/// load balancer sends the new socket to another instance.
+pub const CLOSE_GOING_AWAY: u16 = 1001;
 /// The user has too many sockets open (`too_many_sockets`).
 pub const CLOSE_TOO_MANY: u16 = 1013;
 pub const REASON_EXPIRED: &str = "token_expired";
 pub const REASON_INVALID: &str = "invalid_token";
 pub const REASON_REVOKED: &str = "session_revoked";
 pub const REASON_TOO_MANY: &str = "too_many_sockets";
+pub const REASON_GOING_AWAY: &str = "going_away";
 /// Larger messages from a client end its socket.
 pub const MAX_MESSAGE_BYTES: usize = 8 * 1024;
 

@@ -7,7 +7,7 @@
 //! its own, which the connection closing does not cancel.
 //!
 //! Reads that can commit nothing (`GET` and `HEAD` of the JSON API, the
-//! JWKS, health and the bundle) run in place: a task each is most of what
+//! JWKS, health, readiness and the bundle) run in place: a task each is most of what
 //! `GET /api/me` costs beyond its answer. Pages are not among them: a page
 //! load may rotate the refresh cookie.
 
@@ -37,5 +37,6 @@ fn commits_nothing(request: &Request) -> bool {
     let path = request.uri().path();
     matches!(*request.method(), Method::GET | Method::HEAD)
         && (["/api/", "/auth/", "/.well-known/", "/pkg/"].iter().any(|prefix| path.starts_with(prefix))
-            || path == "/healthz")
+            || path == "/healthz"
+            || path == "/readyz")
 }

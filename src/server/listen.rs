@@ -26,16 +26,17 @@ use tower::ServiceExt as _;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request body may pause at most this long between chunks.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// After a shutdown signal, open requests get this long to finish.
-const DRAIN_FOR: Duration = Duration::from_secs(10);
 
-/// Serves `router` on `listener` until `shutdown` completes, then lets open
-/// requests finish (upgraded sockets run on by themselves until the process ends).
+/// Serves `router` on `listener` until `shutdown` completes, then stops
+/// accepting and gives open requests up to `grace` to finish: idle
+/// keep-alive connections close at once, busy ones after their response.
+/// Upgraded sockets run on by themselves (the app closes them).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     header_timeout: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
 ) {
     let (stop_tx, stop_rx) = watch::channel(());
     let (alive_tx, alive_rx) = watch::channel(());
@@ -80,5 +81,7 @@ pub async fn serve(
     drop(listener);
     let _ = stop_tx.send(());
     drop(alive_rx);
-    let _ = tokio::time::timeout(DRAIN_FOR, alive_tx.closed()).await;
+    if tokio::time::timeout(grace, alive_tx.closed()).await.is_err() {
+        tracing::warn!(grace_seconds = grace.as_secs(), "requests still open when the shutdown grace ran out");
+    }
 }

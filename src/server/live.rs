@@ -25,9 +25,10 @@ use super::request_screen::{is_cross_site, peer};
 use super::AppState;
 use crate::auth::events::{LiveUpdate, SessionEvent};
 use crate::auth::AuthError;
+use super::health::Stage;
 use crate::protocol::live::{
-    ClientMessage, ServerMessage, CLOSE_REVOKED, CLOSE_TOKEN, CLOSE_TOO_MANY, MAX_MESSAGE_BYTES, PATH,
-    REASON_EXPIRED, REASON_INVALID, REASON_REVOKED, REASON_TOO_MANY,
+    ClientMessage, ServerMessage, CLOSE_GOING_AWAY, CLOSE_REVOKED, CLOSE_TOKEN, CLOSE_TOO_MANY, MAX_MESSAGE_BYTES,
+    PATH, REASON_EXPIRED, REASON_GOING_AWAY, REASON_INVALID, REASON_REVOKED, REASON_TOO_MANY,
 };
 use crate::protocol::AccessClaims;
 
@@ -61,13 +62,14 @@ impl SocketCounts {
             return None;
         }
         *count += 1;
+        crate::metrics::socket_opened();
         Some(SocketSlot {
             counts: self.clone(),
             user_id: user_id.to_string(),
         })
     }
 
-    /// Open sockets on this instance.
+    /// Open sockets on this instance (the closing included, until closed).
     pub fn total(&self) -> usize {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).values().sum()
     }
@@ -81,6 +83,7 @@ struct SocketSlot {
 
 impl Drop for SocketSlot {
     fn drop(&mut self) {
+        crate::metrics::socket_closed();
         let mut counts = self.counts.0.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(count) = counts.get_mut(&self.user_id) {
             *count = count.saturating_sub(1);
@@ -116,6 +119,8 @@ async fn upgrade(
 /// Why a socket is being closed: code and reason.
 type Closing = (u16, &'static str);
 
+const GOING_AWAY: Closing = (CLOSE_GOING_AWAY, REASON_GOING_AWAY);
+
 fn closing_for(err: &AuthError) -> Closing {
     match err {
         AuthError::TokenExpired => (CLOSE_TOKEN, REASON_EXPIRED),
@@ -130,6 +135,7 @@ fn closing_for(err: &AuthError) -> Closing {
 async fn serve_socket(mut socket: WebSocket, state: AppState, token: Option<String>) {
     // Subscribed before the token is checked: no revocation can fall between.
     let mut updates = state.auth.subscribe();
+    let mut lifecycle = state.lifecycle.watch();
     let mut claims = match token.as_deref() {
         Some(token) => match state.auth.authenticate(token).await {
             Ok(claims) => claims,
@@ -141,6 +147,9 @@ async fn serve_socket(mut socket: WebSocket, state: AppState, token: Option<Stri
     let Some(_slot) = state.sockets.claim(&claims.sub) else {
         return close(socket, (CLOSE_TOO_MANY, REASON_TOO_MANY)).await;
     };
+    if *lifecycle.borrow_and_update() == Stage::Stopping {
+        return close(socket, GOING_AWAY).await;
+    }
     if !send(&mut socket, &ready(&claims)).await {
         return;
     }
@@ -166,6 +175,12 @@ async fn serve_socket(mut socket: WebSocket, state: AppState, token: Option<Stri
                 // Events were missed or notices lost: the revocation set knows.
                 Ok(LiveUpdate::Resync) | Err(RecvError::Lagged(_)) => still_valid(&state, &claims),
                 Err(RecvError::Closed) => return,
+            },
+            // The instance is shutting down: the client reconnects, to
+            // another instance behind the same load balancer.
+            changed = lifecycle.changed() => match changed {
+                Ok(()) if *lifecycle.borrow() != Stage::Stopping => Step::Continue,
+                _ => Step::Close(GOING_AWAY),
             },
             _ = checks.tick() => {
                 if last_heard.elapsed() > IDLE_AFTER {

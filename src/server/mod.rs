@@ -1,14 +1,13 @@
-//! HTTP: the axum router (`app`), static assets, health. Thin over the auth core
-//! and the store; errors become HTTP responses in one place (`error`).
+//! HTTP: the axum router (`app`), static assets, health and readiness, request
+//! ids, metrics. Thin over the auth core and the store; errors become HTTP
+//! responses in one place (`error`).
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, FromRef, State};
+use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::{header, HeaderName, HeaderValue, Request};
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{middleware, Json, Router};
+use axum::{middleware, Router};
 use leptos::config::LeptosOptions;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tower::ServiceBuilder;
@@ -27,15 +26,18 @@ pub mod error;
 pub mod extract;
 mod form_pages;
 mod forms;
+pub mod health;
 pub mod listen;
 pub mod live;
+pub mod metrics;
 mod page_guard;
 pub mod page_policy;
 mod redirect;
+pub mod request_id;
 pub mod request_screen;
 
 use cookies::CookiePolicy;
-use error::ApiError;
+use health::Lifecycle;
 
 /// Everything a request handler may need. Cheap to clone: handlers, extractors
 /// and middleware each take a copy on every request.
@@ -47,6 +49,7 @@ pub struct Shared {
     pub auth: Arc<Auth>,
     pub cookies: CookiePolicy,
     pub sockets: Arc<live::SocketCounts>,
+    pub lifecycle: Lifecycle,
 }
 
 impl AppState {
@@ -57,6 +60,7 @@ impl AppState {
             auth,
             cookies,
             sockets: Arc::default(),
+            lifecycle: Lifecycle::default(),
         }))
     }
 }
@@ -94,16 +98,24 @@ pub fn app(state: AppState) -> Router {
         ));
 
     let routes = Router::new()
-        .route("/healthz", get(healthz))
+        .merge(health::routes())
         .merge(auth_api::routes())
         .merge(forms::routes())
         .merge(live::routes())
         .nest_service("/pkg", site_pkg_service(&state.leptos))
-        .merge(pages)
-        .with_state(state.clone());
+        .merge(pages);
+    let settings = state.auth.settings();
+    // Request times by route need the route: a layer on each route, which
+    // costs an allocation per request, so only where metrics are collected.
+    let metered = !settings.metrics_addr.is_empty();
+    let routes = if metered {
+        routes.route_layer(middleware::from_fn(metrics::note_route))
+    } else {
+        routes
+    }
+    .with_state(state.clone());
     // Browsers that reached this site over HTTPS keep to it, where it is
     // known to be served so (its public URL) and its cookie needs it.
-    let settings = state.auth.settings();
     let strict_transport = (settings.cookie_secure && settings.public_url.starts_with("https://")).then(|| {
         SetResponseHeaderLayer::if_not_present(
             header::STRICT_TRANSPORT_SECURITY,
@@ -114,11 +126,22 @@ pub fn app(state: AppState) -> Router {
     // route in boxed services of its own, cloned and allocated per request.
     let service = ServiceBuilder::new()
         .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request<Body>| {
-                // The path only: query strings may carry `access_token`.
-                tracing::info_span!("http", method = %request.method(), path = %request.uri().path())
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<Body>| {
+                    // The path only: query strings may carry `access_token`.
+                    tracing::info_span!(
+                        "http",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        request_id = tracing::field::Empty,
+                    )
+                })
+                // Nothing is logged before the request has its id.
+                .on_request(()),
         )
+        // First inside the span: every line the request logs names its id.
+        .layer(middleware::from_fn_with_state(state.clone(), request_id::assign))
+        .option_layer(metered.then(|| middleware::from_fn(metrics::time_request)))
         // Inside the trace span, outside everything that acts: a handler
         // that committed is not cut short by the client hanging up.
         .layer(middleware::from_fn(completion::run_to_completion))
@@ -167,9 +190,4 @@ fn site_pkg_service(options: &LeptosOptions) -> Router {
     Router::new()
         .fallback_service(ServeDir::new(dir).precompressed_br().precompressed_gzip())
         .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, cache_control))
-}
-
-async fn healthz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    state.auth.store().ping().await?;
-    Ok(([(header::CACHE_CONTROL, "no-store")], Json(serde_json::json!({ "status": "ok" }))))
 }

@@ -5,6 +5,7 @@ use sqlx::query::Query;
 use sqlx::{Any, Row};
 
 use super::{Store, StoreError};
+use crate::metrics::DatabaseTimer;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AuditRecord {
@@ -52,6 +53,7 @@ pub(super) fn bind_audit<'q>(query: Query<'q, Any, AnyArguments<'q>>, event: Aud
 
 impl Store {
     pub async fn record_audit(&self, event: &AuditRecord) -> Result<(), StoreError> {
+        let _timer = DatabaseTimer::start("record_audit");
         self.write(insert_audit(event)).await?;
         Ok(())
     }
@@ -59,6 +61,7 @@ impl Store {
     /// Deletes at most `limit` of the events that happened before `before`
     /// (found through the index on `at`). How many it deleted.
     pub async fn delete_audit_before(&self, before: i64, limit: i64) -> Result<u64, StoreError> {
+        let _timer = DatabaseTimer::start("delete_audit_before");
         let delete = sqlx::query("DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE at < $1 LIMIT $2)")
             .bind(before)
             .bind(limit);
@@ -69,6 +72,7 @@ impl Store {
     /// At most `limit` events, the newest first (by time, then id), starting
     /// after the event `after` names by its `(at, id)`.
     pub async fn recent_audit(&self, after: Option<(i64, &str)>, limit: i64) -> Result<Vec<AuditRecord>, StoreError> {
+        let _timer = DatabaseTimer::start("recent_audit");
         // Without `after`, from before any event there is.
         let (at, id) = after.unwrap_or((i64::MAX, ""));
         let rows = sqlx::query(

@@ -3,6 +3,7 @@
 use sqlx::Row;
 
 use super::{Store, StoreError};
+use crate::metrics::DatabaseTimer;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRecord {
@@ -18,6 +19,7 @@ pub struct KeyRecord {
 impl Store {
     /// Keys retired after `retired_after` (or not retired), newest first.
     pub async fn signing_keys(&self, retired_after: i64) -> Result<Vec<KeyRecord>, StoreError> {
+        let _timer = DatabaseTimer::start("signing_keys");
         let rows = sqlx::query(
             "SELECT kid, private_key, public_key, created_at, retired_at FROM signing_keys
              WHERE retired_at IS NULL OR retired_at > $1 ORDER BY created_at DESC, kid DESC",
@@ -41,6 +43,7 @@ impl Store {
 
     /// Adds `key` and retires every older active key, atomically.
     pub async fn add_signing_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
+        let _timer = DatabaseTimer::start("add_signing_key");
         let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
             .bind(key.created_at)
@@ -61,6 +64,7 @@ impl Store {
 
     /// Replaces the stored private key of `kid`, if it is still `old`.
     pub async fn replace_private_key(&self, kid: &str, old: &str, new: &str) -> Result<(), StoreError> {
+        let _timer = DatabaseTimer::start("replace_private_key");
         let replace = sqlx::query("UPDATE signing_keys SET private_key = $1 WHERE kid = $2 AND private_key = $3")
             .bind(new)
             .bind(kid)

@@ -12,6 +12,7 @@
 use sqlx::{AnyConnection, Row};
 
 use super::{PresentedToken, Store, StoreError};
+use crate::metrics::DatabaseTimer;
 
 /// The longest period a limit is counted over: a longer one limits no
 /// differently in practice, and keeps the arithmetic far from overflowing.
@@ -109,6 +110,7 @@ impl Store {
         rate: Rate,
         now: i64,
     ) -> Result<Result<(), i64>, StoreError> {
+        let _timer = DatabaseTimer::start("spend_rate");
         spend_rate_in(&mut *self.acquire().await?, limit, key, rate, now).await
     }
 
@@ -122,6 +124,7 @@ impl Store {
         rate: Rate,
         now: i64,
     ) -> Result<Result<(), i64>, StoreError> {
+        let _timer = DatabaseTimer::start("spend_session_rate");
         let session = presented.session.id.as_str();
         match &mut presented.conn {
             Some(conn) => spend_rate_in(conn, limit, session, rate, now).await,
@@ -138,6 +141,7 @@ impl Store {
         now: i64,
         overdraft: i64,
     ) -> Result<(), StoreError> {
+        let _timer = DatabaseTimer::start("force_rate");
         sqlx::query(
             "INSERT INTO rate_limits (limit_name, limit_key, tat, expires_at) VALUES ($1, $2, $3 + $4, $3 + $4)
              ON CONFLICT (limit_name, limit_key) DO UPDATE
@@ -157,6 +161,7 @@ impl Store {
 
     /// Gives a unit of `rate` back to (`limit`, `key`).
     pub async fn refund_rate(&self, limit: &str, key: &str, rate: Rate, now: i64) -> Result<(), StoreError> {
+        let _timer = DatabaseTimer::start("refund_rate");
         sqlx::query(
             "UPDATE rate_limits SET tat = GREATEST(tat - $3, $4), expires_at = GREATEST(tat - $3, $4)
               WHERE limit_name = $1 AND limit_key = $2",
@@ -173,6 +178,7 @@ impl Store {
     /// The time from which the turn (`limit`, `key`) may be taken: the one
     /// held, or else a new one from `from` until `until`.
     pub async fn hold_turn(&self, limit: &str, key: &str, from: i64, until: i64, now: i64) -> Result<i64, StoreError> {
+        let _timer = DatabaseTimer::start("hold_turn");
         let row = sqlx::query(
             "INSERT INTO rate_limits (limit_name, limit_key, tat, expires_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (limit_name, limit_key) DO UPDATE
@@ -194,6 +200,7 @@ impl Store {
     /// Takes the turn (`limit`, `key`) if its time has come and not passed;
     /// whether it did. Two instances cannot both take it.
     pub async fn take_turn(&self, limit: &str, key: &str, now: i64) -> Result<bool, StoreError> {
+        let _timer = DatabaseTimer::start("take_turn");
         let taken = sqlx::query(
             "DELETE FROM rate_limits WHERE limit_name = $1 AND limit_key = $2 AND tat <= $3 AND expires_at > $3
              RETURNING tat",
@@ -208,6 +215,7 @@ impl Store {
 
     /// Deletes the rows that say nothing any more; how many.
     pub async fn delete_expired_rate_limits(&self, now: i64) -> Result<u64, StoreError> {
+        let _timer = DatabaseTimer::start("delete_expired_rate_limits");
         let done = sqlx::query("DELETE FROM rate_limits WHERE expires_at <= $1")
             .bind(now)
             .execute(&self.pool)

@@ -7,6 +7,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::sessions::revoke_user_sessions_in;
 use super::{Backend, Store, StoreError, UserRecord};
+use crate::metrics::DatabaseTimer;
 
 /// What a mail token is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,12 +113,14 @@ const CLAIM_POSTGRES: &str = "UPDATE mail_outbox SET claimed_until = $1, attempt
 impl Store {
     /// The user whose verified address has the case-folded `email_key`.
     pub async fn user_by_email_key(&self, email_key: &str) -> Result<Option<UserRecord>, StoreError> {
+        let _timer = DatabaseTimer::start("user_by_email_key");
         let sql = format!("SELECT {} FROM users WHERE email_key = $1", super::users::COLUMNS);
         let row = sqlx::query(&sql).bind(email_key).fetch_optional(&self.pool).await?;
         Ok(row.as_ref().map(UserRecord::from_row).transpose()?)
     }
 
     pub async fn email_state(&self, user_id: &str) -> Result<EmailState, StoreError> {
+        let _timer = DatabaseTimer::start("email_state");
         let row = sqlx::query("SELECT email, pending_email FROM users WHERE id = $1")
             .bind(user_id)
             .fetch_optional(&self.pool)
@@ -140,6 +143,7 @@ impl Store {
         token: &NewMailToken,
         mails: &[OutboxMail],
     ) -> Result<(), StoreError> {
+        let _timer = DatabaseTimer::start("ask_for_email");
         let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE users SET pending_email = $1 WHERE id = $2")
             .bind(email)
@@ -159,6 +163,7 @@ impl Store {
     /// to becomes the user's if it is still the one asked for. Reset tokens
     /// sent to the old address are void from then on.
     pub async fn redeem_verification(&self, hash: &str, now: i64, key_of: impl Fn(&str) -> String) -> Result<Verified, StoreError> {
+        let _timer = DatabaseTimer::start("redeem_verification");
         let mut tx = self.begin_write().await?;
         let Some((user_id, email_key)) = use_token_in(&mut tx, hash, MailPurpose::Verification, now).await? else {
             return Ok(Verified::Invalid);
@@ -188,6 +193,7 @@ impl Store {
 
     /// Stores a reset token with its mail, voiding the user's earlier ones.
     pub async fn issue_reset(&self, token: &NewMailToken, mail: Option<&OutboxMail>) -> Result<(), StoreError> {
+        let _timer = DatabaseTimer::start("issue_reset");
         let mut tx = self.begin_write().await?;
         void_tokens_in(&mut tx, &token.user_id, MailPurpose::PasswordReset).await?;
         insert_token_in(&mut tx, token).await?;
@@ -200,6 +206,7 @@ impl Store {
 
     /// The user a live, unused token of `purpose` belongs to.
     pub async fn mail_token_user(&self, hash: &str, purpose: MailPurpose, now: i64) -> Result<Option<UserRecord>, StoreError> {
+        let _timer = DatabaseTimer::start("mail_token_user");
         let sql = format!(
             "SELECT {} FROM users WHERE id = (SELECT user_id FROM mail_tokens
                  WHERE hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3)",
@@ -218,6 +225,7 @@ impl Store {
     /// other reset tokens and revokes every session, in one transaction.
     /// `None` if the token was not live and unused at `now`.
     pub async fn redeem_reset(&self, hash: &str, password_hash: &str, now: i64) -> Result<Option<PasswordReset>, StoreError> {
+        let _timer = DatabaseTimer::start("redeem_reset");
         let mut tx = self.begin_write().await?;
         let Some((user_id, _)) = use_token_in(&mut tx, hash, MailPurpose::PasswordReset, now).await? else {
             return Ok(None);
@@ -239,6 +247,7 @@ impl Store {
     /// `until`: no other worker, here or on another instance, takes them
     /// meanwhile.
     pub async fn claim_mails(&self, now: i64, until: i64, limit: i64) -> Result<Vec<OutboxMail>, StoreError> {
+        let _timer = DatabaseTimer::start("claim_mails");
         let sql = match self.backend {
             Backend::Postgres => CLAIM_POSTGRES,
             Backend::Sqlite => CLAIM_SQLITE,
@@ -249,6 +258,7 @@ impl Store {
 
     /// The mail went out: its bodies, which hold a link, are emptied.
     pub async fn mail_sent(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        let _timer = DatabaseTimer::start("mail_sent");
         self.write(
             sqlx::query(
                 "UPDATE mail_outbox SET sent_at = $1, claimed_until = NULL, text_body = '', html_body = '', last_error = NULL
@@ -264,6 +274,7 @@ impl Store {
     /// The mail did not go out: tried again at `retry_at`, or given up
     /// (bodies emptied) if `retry_at` is `None`.
     pub async fn mail_not_sent(&self, id: &str, error: &str, retry_at: Option<i64>, now: i64) -> Result<(), StoreError> {
+        let _timer = DatabaseTimer::start("mail_not_sent");
         let query = match retry_at {
             Some(at) => sqlx::query(
                 "UPDATE mail_outbox SET next_attempt_at = $1, claimed_until = NULL, last_error = $2 WHERE id = $3",
@@ -282,6 +293,7 @@ impl Store {
     /// Deletes mail tokens and outbox rows that can no longer matter: used or
     /// expired before `before`. How many rows went.
     pub async fn delete_old_mail(&self, before: i64) -> Result<u64, StoreError> {
+        let _timer = DatabaseTimer::start("delete_old_mail");
         let tokens = self
             .write(sqlx::query("DELETE FROM mail_tokens WHERE expires_at < $1").bind(before))
             .await?;

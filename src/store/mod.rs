@@ -38,6 +38,8 @@ pub use sessions::{CreatedSession, NewSession, SessionRecord};
 pub use users::UserRecord;
 use writer::{SqliteWriter, SqliteWrites, WriterTurn, SQLITE_CONNECTION_PRAGMAS};
 
+use crate::metrics::DatabaseTimer;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations");
 
 #[derive(Debug, thiserror::Error)]
@@ -213,8 +215,19 @@ impl Store {
         Ok(())
     }
 
+    /// Whether every migration this binary knows has been applied
+    /// successfully (readiness: another instance may be migrating).
+    pub async fn migrations_applied(&self) -> Result<bool, StoreError> {
+        let _timer = DatabaseTimer::start("migrations_applied");
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(MIGRATOR.iter().all(|migration| applied.contains(&migration.version)))
+    }
+
     /// A round trip to the database, for health checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
+        let _timer = DatabaseTimer::start("ping");
         sqlx::query("SELECT 1")
             .execute(&self.pool)
             .await
@@ -305,7 +318,12 @@ impl Store {
         self.backend
     }
 
+    /// Closes the database: on SQLite once the writing connection has
+    /// committed the batches it holds.
     pub async fn close(&self) {
+        if let Some(writes) = &self.writer {
+            writes.settle().await;
+        }
         self.pool.close().await;
     }
 

@@ -4,6 +4,7 @@
 use sqlx::postgres::PgListener;
 
 use super::{Backend, Store, StoreError};
+use crate::metrics::DatabaseTimer;
 
 /// PostgreSQL refuses payloads of 8000 bytes or more.
 pub const MAX_NOTICE_BYTES: usize = 7900;
@@ -12,6 +13,7 @@ impl Store {
     /// Sends `payload` to every listener on `channel`, this instance's included.
     /// Does nothing on SQLite.
     pub async fn notify(&self, channel: &str, payload: &str) -> Result<(), StoreError> {
+        let _timer = DatabaseTimer::start("notify");
         if self.backend != Backend::Postgres {
             return Ok(());
         }

@@ -6,6 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{Store, StoreError};
+use crate::metrics::DatabaseTimer;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PasskeyRecord {
@@ -70,12 +71,14 @@ impl CeremonyKind {
 impl Store {
     /// The user's passkeys, oldest first.
     pub async fn passkeys_of(&self, user_id: &str) -> Result<Vec<PasskeyRecord>, StoreError> {
+        let _timer = DatabaseTimer::start("passkeys_of");
         let sql = format!("SELECT {COLUMNS} FROM passkeys WHERE user_id = $1 ORDER BY created_at, id");
         let rows = sqlx::query(&sql).bind(user_id).fetch_all(&self.pool).await?;
         Ok(rows.iter().map(PasskeyRecord::from_row).collect::<Result<_, _>>()?)
     }
 
     pub async fn passkey_by_credential(&self, credential_id: &str) -> Result<Option<PasskeyRecord>, StoreError> {
+        let _timer = DatabaseTimer::start("passkey_by_credential");
         let sql = format!("SELECT {COLUMNS} FROM passkeys WHERE credential_id = $1");
         let row = sqlx::query(&sql).bind(credential_id).fetch_optional(&self.pool).await?;
         Ok(row.as_ref().map(PasskeyRecord::from_row).transpose()?)
@@ -83,6 +86,7 @@ impl Store {
 
     /// Adds a passkey; `StoreError::Conflict` if its credential is registered already.
     pub async fn add_passkey(&self, passkey: &PasskeyRecord) -> Result<(), StoreError> {
+        let _timer = DatabaseTimer::start("add_passkey");
         let result = self
             .write(
                 sqlx::query(
@@ -107,6 +111,7 @@ impl Store {
     /// Renames the user's passkey `id`: the renamed one, or `None` if the
     /// user has no such passkey.
     pub async fn rename_passkey(&self, user_id: &str, id: &str, name: &str) -> Result<Option<PasskeyRecord>, StoreError> {
+        let _timer = DatabaseTimer::start("rename_passkey");
         let rows = self
             .write_batch(sqlx::query(RENAME).bind(name.to_string()).bind(id.to_string()).bind(user_id.to_string()))
             .await?;
@@ -116,6 +121,7 @@ impl Store {
     /// Removes the user's passkey `id` unless it is their last way to sign in
     /// (no password and no other passkey), in one transaction.
     pub async fn remove_passkey(&self, user_id: &str, id: &str) -> Result<Removal, StoreError> {
+        let _timer = DatabaseTimer::start("remove_passkey");
         let mut tx = self.begin_write().await?;
         let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM passkeys WHERE id = $1 AND user_id = $2")
             .bind(id)
@@ -145,6 +151,7 @@ impl Store {
     /// A sign-in with the passkey `id` at `now`, with its credential as
     /// updated by it (counter, backup state).
     pub async fn passkey_used(&self, id: &str, credential: &str, now: i64) -> Result<(), StoreError> {
+        let _timer = DatabaseTimer::start("passkey_used");
         self.write(
             sqlx::query("UPDATE passkeys SET last_used_at = $1, credential = $2 WHERE id = $3")
                 .bind(now)
@@ -164,6 +171,7 @@ impl Store {
         state: &str,
         expires_at: i64,
     ) -> Result<(), StoreError> {
+        let _timer = DatabaseTimer::start("save_ceremony");
         let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM webauthn_ceremonies WHERE id = $1").bind(id).execute(&mut *tx).await?;
         sqlx::query("INSERT INTO webauthn_ceremonies (id, kind, user_id, state, expires_at) VALUES ($1, $2, $3, $4, $5)")
@@ -181,6 +189,7 @@ impl Store {
     /// Takes the ceremony `id` of `kind` if it has not expired: whose it is and
     /// its state. A ceremony is taken once, by whichever instance asks first.
     pub async fn take_ceremony(&self, id: &str, kind: CeremonyKind, now: i64) -> Result<Option<(Option<String>, String)>, StoreError> {
+        let _timer = DatabaseTimer::start("take_ceremony");
         let rows = self
             .write_batch(
                 sqlx::query("DELETE FROM webauthn_ceremonies WHERE id = $1 AND kind = $2 RETURNING user_id, state, expires_at")
@@ -200,6 +209,7 @@ impl Store {
 
     /// Deletes ceremonies that expired before `now`.
     pub async fn delete_expired_ceremonies(&self, now: i64) -> Result<u64, StoreError> {
+        let _timer = DatabaseTimer::start("delete_expired_ceremonies");
         let done = self
             .write(sqlx::query("DELETE FROM webauthn_ceremonies WHERE expires_at < $1").bind(now))
             .await?;

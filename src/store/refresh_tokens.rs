@@ -10,6 +10,7 @@ use sqlx::{Any, AnyConnection, Row};
 
 use super::sessions::{session_in, SESSION_COLUMNS};
 use super::{Backend, SessionRecord, Store, StoreError};
+use crate::metrics::DatabaseTimer;
 
 /// A presented token `t` with its session `s`, user `u` and as `c` its
 /// successor if it has one, else itself: the session's newest token while `t`
@@ -73,6 +74,7 @@ impl Store {
     /// current or not: what a refresh, a page load and a logout start from.
     /// Nothing is written; what to do with it is the core's decision.
     pub async fn presented_token(&self, hash: &str) -> Result<Option<PresentedToken>, StoreError> {
+        let _timer = DatabaseTimer::start("presented_token");
         let mut conn = self.acquire().await?;
         let Some(mut presented) = presented_in(&mut conn, hash).await? else {
             return Ok(None);
@@ -109,6 +111,7 @@ impl Store {
         now: i64,
         idle_expires_at: i64,
     ) -> Result<Option<SessionRecord>, StoreError> {
+        let _timer = DatabaseTimer::start("claim");
         let claim = Claim {
             presented: &presented.hash,
             successor,
@@ -130,6 +133,7 @@ impl Store {
     /// Dates the rotation of the token of `hash` made at `asked_at` by when
     /// it committed, `committed_at`. Nothing if it was rotated otherwise.
     pub async fn date_rotation(&self, hash: &str, asked_at: i64, committed_at: i64) -> Result<(), StoreError> {
+        let _timer = DatabaseTimer::start("date_rotation");
         let date = sqlx::query("UPDATE refresh_tokens SET rotated_at = $1 WHERE hash = $2 AND rotated_at = $3")
             .bind(committed_at)
             .bind(hash)

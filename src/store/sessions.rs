@@ -11,6 +11,7 @@ use sqlx::{Any, AnyConnection, Row};
 
 use super::audit::{bind_audit, insert_audit, insert_audit_columns, AuditRecord};
 use super::{Backend, Store, StoreError};
+use crate::metrics::DatabaseTimer;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
@@ -161,6 +162,7 @@ impl Store {
         event: &AuditRecord,
         evicted: impl Fn(&str) -> AuditRecord,
     ) -> Result<Option<CreatedSession>, StoreError> {
+        let _timer = DatabaseTimer::start("create_session");
         let session = SessionRecord {
             id: new.id.clone(),
             user_id: new.user_id.clone(),
@@ -233,6 +235,7 @@ impl Store {
     }
 
     pub async fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let _timer = DatabaseTimer::start("session");
         session_in(&mut *self.acquire().await?, id).await
     }
 
@@ -264,6 +267,7 @@ impl Store {
         after: Option<(i64, &str)>,
         limit: i64,
     ) -> Result<Vec<SessionRecord>, StoreError> {
+        let _timer = DatabaseTimer::start("live_sessions");
         // Without `after`, from before any session there is.
         let (created_at, id) = after.unwrap_or((i64::MAX, ""));
         let sql = format!(
@@ -284,8 +288,25 @@ impl Store {
         Ok(rows.iter().map(SessionRecord::from_row).collect::<Result<_, _>>()?)
     }
 
+    /// How many sessions are live at `now`, every user's (for the
+    /// `gatehouse_live_sessions` gauge).
+    pub async fn count_live_sessions(&self, now: i64) -> Result<u64, StoreError> {
+        let _timer = DatabaseTimer::start("count_live_sessions");
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sessions s
+             JOIN refresh_tokens c ON c.hash = (SELECT hash FROM refresh_tokens
+                 WHERE session_id = s.id ORDER BY issued_at DESC LIMIT 1)
+             WHERE s.revoked_at IS NULL AND c.idle_expires_at > $1 AND s.expires_at > $1",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     /// Revokes one session; true if it was live until now.
     pub async fn revoke_session(&self, id: &str, reason: &str, now: i64) -> Result<bool, StoreError> {
+        let _timer = DatabaseTimer::start("revoke_session");
         let revoke = sqlx::query(REVOKE_SESSION).bind(now).bind(reason).bind(id);
         let done = self.write(revoke).await?;
         Ok(done.rows_affected() > 0)
@@ -301,6 +322,7 @@ impl Store {
         now: i64,
         event: &AuditRecord,
     ) -> Result<bool, StoreError> {
+        let _timer = DatabaseTimer::start("revoke_session_recorded");
         let mut tx = self.begin_write().await?;
         let revoked = sqlx::query(REVOKE_SESSION)
             .bind(now)
@@ -329,6 +351,7 @@ impl Store {
         now: i64,
         limit: i64,
     ) -> Result<Vec<String>, StoreError> {
+        let _timer = DatabaseTimer::start("revoke_user_sessions_chunk");
         let mut tx = self.begin_write().await?;
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND created_at <= $2 LIMIT $3",
@@ -355,6 +378,7 @@ impl Store {
         keep: &str,
         now: i64,
     ) -> Result<Vec<String>, StoreError> {
+        let _timer = DatabaseTimer::start("change_password");
         let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3")
             .bind(hash)
@@ -373,6 +397,7 @@ impl Store {
     /// transaction: no session goes on with tokens of the old role. Returns
     /// the revoked session ids.
     pub async fn set_role(&self, user_id: &str, role: &str, now: i64) -> Result<Vec<String>, StoreError> {
+        let _timer = DatabaseTimer::start("set_role");
         let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
             .bind(role)
@@ -390,6 +415,7 @@ impl Store {
     /// theirs was still live then), and with them their refresh tokens. How
     /// many sessions it deleted.
     pub async fn delete_ended_sessions(&self, ended_before: i64, limit: i64) -> Result<u64, StoreError> {
+        let _timer = DatabaseTimer::start("delete_ended_sessions");
         // Found by a read, outside the write lock: nothing indexes "ended", so
         // the search may read every session. An ended session never comes back
         // (a revocation stays, and a token past its idle expiry cannot be
@@ -417,6 +443,7 @@ impl Store {
     /// Sessions revoked after `since`, with the time: what an instance loads at
     /// start so access tokens of recently revoked sessions stay refused.
     pub async fn revoked_since(&self, since: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        let _timer = DatabaseTimer::start("revoked_since");
         let rows = sqlx::query("SELECT id, revoked_at FROM sessions WHERE revoked_at > $1")
             .bind(since)
             .fetch_all(&self.pool)

@@ -4,6 +4,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{Store, StoreError};
+use crate::metrics::DatabaseTimer;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
@@ -40,6 +41,7 @@ pub(super) const COLUMNS: &str = "id, username, role, password_hash, created_at,
 impl Store {
     /// Adds a user; `StoreError::Conflict` if the name (case-folded) is taken.
     pub async fn create_user(&self, user: &UserRecord, username_key: &str) -> Result<(), StoreError> {
+        let _timer = DatabaseTimer::start("create_user");
         let result = self.write(sqlx::query(
             "INSERT INTO users (id, username, username_key, password_hash, role, created_at, password_changed_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -60,12 +62,14 @@ impl Store {
     }
 
     pub async fn user_by_name_key(&self, username_key: &str) -> Result<Option<UserRecord>, StoreError> {
+        let _timer = DatabaseTimer::start("user_by_name_key");
         let sql = format!("SELECT {COLUMNS} FROM users WHERE username_key = $1");
         let row = sqlx::query(&sql).bind(username_key).fetch_optional(&self.pool).await?;
         Ok(row.as_ref().map(UserRecord::from_row).transpose()?)
     }
 
     pub async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+        let _timer = DatabaseTimer::start("user_by_id");
         let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
         let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
         Ok(row.as_ref().map(UserRecord::from_row).transpose()?)
@@ -74,6 +78,7 @@ impl Store {
     /// Replaces a hash with the same password under newer parameters, unless the
     /// hash changed meanwhile. Whether it replaced it.
     pub async fn upgrade_password_hash(&self, user_id: &str, old: &str, new: &str) -> Result<bool, StoreError> {
+        let _timer = DatabaseTimer::start("upgrade_password_hash");
         let done = self
             .write(
                 sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
@@ -88,6 +93,7 @@ impl Store {
     /// At most `limit` users in the order of their case-folded names, starting
     /// after the name `after` (case-folded).
     pub async fn list_users(&self, after: Option<&str>, limit: i64) -> Result<Vec<UserRecord>, StoreError> {
+        let _timer = DatabaseTimer::start("list_users");
         // Every name is longer than "", so without `after` the list starts at the first.
         let sql = format!("SELECT {COLUMNS} FROM users WHERE username_key > $1 ORDER BY username_key LIMIT $2");
         let rows = sqlx::query(&sql)

@@ -209,6 +209,24 @@ impl SqliteWrites {
             .map_err(|_| StoreError::Unavailable(sqlx::Error::WorkerCrashed))?
     }
 
+    /// Returns once every batch handed in so far has been committed (or
+    /// answered with why not) and no transaction holds the connection:
+    /// for a shutdown, after the requests that wrote have finished.
+    pub(super) async fn settle(self: &Arc<Self>) {
+        loop {
+            let mut writer = self.connection.clone().lock_owned().await;
+            if self.waiting().is_empty() {
+                // A transaction whose request was cut short is rolled back.
+                let _ = writer.ready().await;
+                return;
+            }
+            drop(writer);
+            // The drainer writes them; looked at again shortly.
+            self.schedule_drainer();
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     fn waiting(&self) -> std::sync::MutexGuard<'_, Vec<Batch>> {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }

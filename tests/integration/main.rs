@@ -11,6 +11,7 @@ mod limits;
 mod live;
 mod mail;
 mod migrations;
+mod operations;
 mod pages;
 mod paging;
 mod passkeys;

@@ -23,34 +23,43 @@ pub fn gatehouse_command(database_url: &str) -> Command {
     command
 }
 
+/// A loopback port nothing listens on now.
+pub fn free_port() -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+    probe.local_addr().expect("addr").port()
+}
+
 pub struct ServerProcess {
     pub api: Api,
     child: std::process::Child,
+    /// Standard error, then standard output (the server's log lines).
     log: PathBuf,
+    out: PathBuf,
 }
 
 impl ServerProcess {
     /// Starts `gatehouse serve` on a free loopback port and waits until it answers.
     pub async fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
-        let port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-            probe.local_addr().expect("addr").port()
-        };
-        let log = std::env::temp_dir().join(format!("gatehouse-process-{}.log", uuid::Uuid::new_v4().simple()));
+        let port = free_port();
+        let unique = uuid::Uuid::new_v4().simple();
+        let log = std::env::temp_dir().join(format!("gatehouse-process-{unique}.log"));
+        let out = std::env::temp_dir().join(format!("gatehouse-process-{unique}.out"));
         let log_file = std::fs::File::create(&log).expect("log file");
+        let out_file = std::fs::File::create(&out).expect("output file");
         let mut command = gatehouse_command(database_url);
         command
             .arg("serve")
             .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
             .envs(env.iter().copied())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(out_file)
             .stderr(log_file);
         let child = command.spawn().expect("start gatehouse");
         let server = Self {
             api: Api::new(format!("http://127.0.0.1:{port}")),
             child,
             log,
+            out,
         };
         server.wait_until_healthy().await;
         server
@@ -90,6 +99,36 @@ impl ServerProcess {
         log.get(start..).unwrap_or_default().to_string()
     }
 
+    /// What the server wrote to standard output: its log lines.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    /// SIGTERM, as an orchestrator stops an instance.
+    pub fn terminate(&self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "SIGTERM could not be sent");
+    }
+
+    /// Waits for the process to end by itself: its exit status.
+    pub async fn exited_within(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for gatehouse") {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "gatehouse still running after {within:?}: {}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// SIGKILL: no shutdown, no flush, whatever was in flight is cut. Dropping
     /// the server then reaps it, before this returns.
     pub fn kill(mut self) {
@@ -111,5 +150,6 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
+        let _ = std::fs::remove_file(&self.out);
     }
 }

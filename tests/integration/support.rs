@@ -33,6 +33,8 @@ pub struct TestServer {
     pub api: Api,
     pub clock: Arc<ManualClock>,
     pub auth: Arc<Auth>,
+    /// What the router serves with: its lifecycle moves a drain along.
+    pub state: AppState,
     pub settings: Settings,
     backend: Backend,
     postgres_db: Option<String>,
@@ -139,7 +141,8 @@ impl TestServer {
         let relay = gatehouse::auth::events::spawn_relay(&auth);
         let outbox = gatehouse::mail::spawn_outbox(&auth).expect("mail settings");
         let leptos = leptos::config::LeptosOptions::builder().output_name("gatehouse").build();
-        let router = app(AppState::new(leptos, auth.clone()));
+        let state = AppState::new(leptos, auth.clone());
+        let router = app(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let task = tokio::spawn(gatehouse::server::listen::serve(
@@ -147,11 +150,13 @@ impl TestServer {
             router,
             HEADER_READ_TIMEOUT,
             std::future::pending(),
+            std::time::Duration::from_secs(10),
         ));
         Self {
             api: Api::new(format!("http://{addr}")),
             clock,
             auth,
+            state,
             settings,
             backend,
             postgres_db: None,

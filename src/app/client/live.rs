@@ -2,8 +2,11 @@
 //! - closed with 4001 (token) or 1008 (session): refresh first, then reconnect
 //!   with the new token; a refused refresh signs out (the shared refresh sends
 //!   the user to `/login`). A token known to be bad is never sent again.
-//! - dropped by the network: reconnect with exponential backoff and jitter, a
-//!   few times, then wait for the user's "Reconnect".
+//! - dropped by the network, or closed with 1001 by a server shutting down:
+//!   reconnect with exponential backoff and jitter (behind a load balancer,
+//!   to another instance), refreshing first if the token has expired
+//!   meanwhile; a few times, then wait for the user's "Reconnect". Never a
+//!   sign-out: the session lives in the database, not in the instance.
 //! - a newer token of the same session (refreshed ahead of expiry, or by
 //!   another tab) re-authenticates the open socket instead of reconnecting.
 
@@ -33,7 +36,7 @@ const WATCH_EVERY: Duration = Duration::from_millis(500);
 enum Ended {
     /// 4001 or 1008: the token or the session is no longer good.
     Refused { was_open: bool },
-    /// Anything else: the network, a restart, a full server.
+    /// Anything else: the network, a restart or shutdown (1001), a full server.
     Dropped { was_open: bool },
     /// The session ended in this page (logout).
     SignedOut,
