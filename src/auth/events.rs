@@ -43,14 +43,25 @@ pub enum SessionEvent {
     },
     /// The password changed; `session_id` is the session that changed it.
     PasswordChanged { user_id: String, session_id: String, at: i64 },
+    /// A passkey was added, used to sign in, renamed or removed (`change`).
+    Passkey {
+        user_id: String,
+        passkey_id: String,
+        name: String,
+        change: PasskeyChange,
+        at: i64,
+    },
 }
+
+pub use crate::protocol::live::PasskeyChange;
 
 impl SessionEvent {
     pub fn user_id(&self) -> &str {
         match self {
             Self::SessionCreated { user_id, .. }
             | Self::SessionsRevoked { user_id, .. }
-            | Self::PasswordChanged { user_id, .. } => user_id,
+            | Self::PasswordChanged { user_id, .. }
+            | Self::Passkey { user_id, .. } => user_id,
         }
     }
 }

@@ -273,6 +273,18 @@ fn forward(claims: &AccessClaims, event: &SessionEvent) -> Step {
         }]),
         SessionEvent::SessionCreated { .. } => Step::Continue,
         SessionEvent::PasswordChanged { at, .. } => Step::Send(vec![ServerMessage::PasswordChanged { at: *at }]),
+        SessionEvent::Passkey {
+            passkey_id,
+            name,
+            change,
+            at,
+            ..
+        } => Step::Send(vec![ServerMessage::Passkey {
+            passkey_id: passkey_id.clone(),
+            name: name.clone(),
+            change: *change,
+            at: *at,
+        }]),
     }
 }
 
