@@ -29,6 +29,9 @@ pub enum AuditKind {
     PasskeyLogin,
     PasskeyRenamed,
     PasskeyRemoved,
+    /// A sign-in refused because the passkey's signature counter did not go
+    /// up: another authenticator may hold a copy of its key.
+    PasskeyPossiblyCloned,
 }
 
 impl AuditKind {
@@ -52,6 +55,7 @@ impl AuditKind {
             Self::PasskeyLogin => "passkey_login",
             Self::PasskeyRenamed => "passkey_renamed",
             Self::PasskeyRemoved => "passkey_removed",
+            Self::PasskeyPossiblyCloned => "passkey_possibly_cloned",
         }
     }
 }
