@@ -573,7 +573,7 @@ async fn passkey_changes_are_live_events(backend: Backend) {
 
     // A sign-in with it: the new session, then the passkey's use.
     assert_eq!(sign_in(&server, &mut laptop).await.status(), StatusCode::OK);
-    let mut seen = vec![crate::live::next_json(&mut socket).await, crate::live::next_json(&mut socket).await];
+    let mut seen = [crate::live::next_json(&mut socket).await, crate::live::next_json(&mut socket).await];
     seen.sort_by_key(|e| e["type"].as_str().unwrap().to_string());
     assert_eq!(seen[0]["type"], "passkey");
     assert_eq!(seen[0]["change"], "used");
@@ -703,7 +703,7 @@ async fn a_synced_passkey_keeps_signing_in(backend: Backend) {
         assert_eq!(sign_in(&server, &mut phone).await.status(), StatusCode::OK);
         assert_eq!(sign_in(&server, &mut tablet).await.status(), StatusCode::OK);
     }
-    let stored = server.auth.store().passkeys_of(&claims(&alice.access)["sub"].as_str().unwrap().to_string()).await.unwrap();
+    let stored = server.auth.store().passkeys_of(claims(&alice.access)["sub"].as_str().unwrap()).await.unwrap();
     let credential: Value = serde_json::from_str(&stored[0].credential).unwrap();
     assert_eq!(credential["cred"]["counter"], 0);
     assert_eq!(credential["cred"]["backup_eligible"], true);
