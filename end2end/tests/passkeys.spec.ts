@@ -1,7 +1,7 @@
 import { expect, test, type Browser, type Page } from "@playwright/test";
 import { baseURL } from "../playwright.config";
 import { AppPage, CredentialsPage, waitForHydration } from "./pages/app";
-import { createAccount } from "./support";
+import { createAccount, uniqueName } from "./support";
 
 /**
  * Passkeys need a domain as relying party, so these tests browse
@@ -26,7 +26,7 @@ async function withAuthenticator(browser: Browser) {
     },
   });
   const credentials = async () => (await cdp.send("WebAuthn.getCredentials", { authenticatorId })).credentials;
-  return { context, page, credentials };
+  return { context, page, credentials, cdp, authenticatorId };
 }
 
 /** Turns the browser's passkey autofill off for `page`, so only the button signs in. */
@@ -93,10 +93,75 @@ test("the button signs in with a passkey where the browser offers no autofill", 
   await context.close();
 });
 
+test("a passkey copied to another authenticator is refused while the original goes on", async ({ browser, request }) => {
+  const username = await createAccount(request);
+  const { context, page, credentials } = await withAuthenticator(browser);
+  await withoutAutofill(page);
+  const form = new CredentialsPage(page);
+  await form.gotoLogin();
+  await form.fill(username, "violet-harbour-quantum-87");
+  const app = new AppPage(page);
+  await app.expectDashboardOf(username);
+  await app.nav("Account").click();
+  await page.getByTestId("passkey-add").click();
+  await expect(page.getByTestId("passkeys-section").getByTestId("passkey")).toHaveCount(1);
+  // The key as it is now, before it signs in: its counter will move past this copy's.
+  const [original] = await credentials();
+  const signIn = async (target: Page) => {
+    await target.goto("/login");
+    await waitForHydration(target);
+    await target.getByTestId("passkey-login").click();
+  };
+  await app.logout.click();
+  await expect(page).toHaveURL(/\/login/);
+  await signIn(page);
+  await app.expectDashboardOf(username);
+
+  const copy = await withAuthenticator(browser);
+  await withoutAutofill(copy.page);
+  await copy.cdp.send("WebAuthn.addCredential", { authenticatorId: copy.authenticatorId, credential: original });
+  await signIn(copy.page);
+  await expect(copy.page.getByTestId("error-message")).toHaveText(/not accepted/);
+  await expect(copy.page).toHaveURL(/\/login/);
+  await copy.context.close();
+
+  // The original's counter is ahead of what the server saw: it still signs in.
+  await app.logout.click();
+  await expect(page).toHaveURL(/\/login/);
+  await signIn(page);
+  await app.expectDashboardOf(username);
+  await context.close();
+});
+
+test("signing up with a passkey makes an account with no password", async ({ browser, request }) => {
+  const username = uniqueName("pk");
+  const { context, page, credentials } = await withAuthenticator(browser);
+  const form = new CredentialsPage(page);
+  await form.gotoRegister();
+  await form.username.fill(username);
+  await page.getByTestId("passkey-sign-up").click();
+  const app = new AppPage(page);
+  await app.expectDashboardOf(username);
+  expect((await credentials()).filter((c) => c.isResidentCredential)).toHaveLength(1);
+  // No password signs in to it; the passkey does, through the login page's autofill.
+  const login = await request.post("/auth/login", { data: { username, password: "violet-harbour-quantum-87" } });
+  expect(login.status()).toBe(401);
+  await app.nav("Account").click();
+  await expect(page.getByTestId("passkeys-section").getByTestId("passkey")).toHaveCount(1);
+  await page.getByTestId("passkey-remove").click();
+  await expect(page.getByTestId("passkeys-section").getByTestId("error-message")).toHaveText(/last way to sign in/);
+  await app.logout.click();
+  await app.expectDashboardOf(username);
+  await context.close();
+});
+
 test("without JavaScript the login page shows no passkey button and the password form works", async ({ browser, request }) => {
   const username = await createAccount(request);
   const context = await browser.newContext({ baseURL: localhost, javaScriptEnabled: false });
   const page = await context.newPage();
+  await page.goto("/register");
+  await expect(page.getByTestId("passkey-sign-up")).toHaveCount(0);
+  await expect(page.getByLabel("Username")).toBeVisible();
   await page.goto("/login");
   await expect(page.getByTestId("passkey-login")).toHaveCount(0);
   await page.getByLabel("Username").fill(username);

@@ -44,10 +44,7 @@ impl Auth {
         if !strength.acceptable() {
             return Err(AuthError::WeakPassword(strength.reasons));
         }
-        let key = username_rule::key(username);
-        if self.store.user_by_name_key(&key).await?.is_some() {
-            return Err(AuthError::UsernameTaken);
-        }
+        let key = self.free_username_key(username).await?;
         let password_hash = self.passwords.hash(password).await?;
         // After the hash, which may have waited for a hashing thread.
         let now = self.now();
@@ -67,9 +64,24 @@ impl Auth {
         }
     }
 
+    /// The case-folded key of `username` if the name is allowed and no
+    /// account has it (a registration checks again as it creates the account).
+    pub(super) async fn free_username_key(&self, username: &str) -> Result<String, AuthError> {
+        if let Some(problem) = username_rule::problem(username) {
+            return Err(AuthError::InvalidUsername(problem));
+        }
+        let key = username_rule::key(username);
+        if self.store.user_by_name_key(&key).await?.is_some() {
+            return Err(AuthError::UsernameTaken);
+        }
+        Ok(key)
+    }
+
     /// Changes the password and revokes every other session of the user. A
     /// wrong current password counts as a failed login of the user from the
-    /// caller's address.
+    /// caller's address. An account without a password (passkeys only) sets
+    /// its first one so, without a current password: whatever is sent as
+    /// `current_password` is not looked at.
     pub async fn change_password(
         &self,
         claims: &AccessClaims,
@@ -85,7 +97,12 @@ impl Auth {
         let name_key = username_rule::key(&user.username);
         let ip_key = address_key(client.ip.as_deref().unwrap_or_default());
         let attempt = self.limits.login_attempt(&name_key, &ip_key).await?;
-        let verification = if change.current_password.chars().count() > password_rule::MAX_CHARS {
+        let has_password = !user.password_hash.is_empty();
+        let verification = if !has_password {
+            Verification::Match {
+                needs_rehash: false,
+            }
+        } else if change.current_password.chars().count() > password_rule::MAX_CHARS {
             Verification::Mismatch
         } else {
             self.passwords
@@ -102,8 +119,15 @@ impl Auth {
         }
         let hash = self.passwords.hash(Password::new(change.new_password)).await?;
         let now = self.now();
-        let revoked = self.store.change_password(&user.id, &hash, &claims.sid, now).await?;
-        let detail = format!("{} other sessions revoked", revoked.len());
+        // Set meanwhile by another request (a first password, or a change):
+        // this one's check was against a password that is gone.
+        let revoked = self
+            .store
+            .change_password(&user.id, &user.password_hash, &hash, &claims.sid, now)
+            .await?
+            .ok_or(AuthError::WrongPassword)?;
+        let first = if has_password { "" } else { "first password set, " };
+        let detail = format!("{first}{} other sessions revoked", revoked.len());
         self.sessions_revoked(&user.id, revoked, "password_changed", now).await;
         self.publish(SessionEvent::PasswordChanged {
             user_id: user.id.clone(),

@@ -39,6 +39,9 @@ pub enum AuditKind {
     /// `POST /auth/reauth` made a session's sign-in recent.
     Reauthenticated,
     ReauthFailed,
+    /// A sign-in refused because the passkey's signature counter did not go
+    /// up: another authenticator may hold a copy of its key.
+    PasskeyPossiblyCloned,
 }
 
 impl AuditKind {
@@ -69,6 +72,7 @@ impl AuditKind {
             Self::SecondFactorFailed => "second_factor_failed",
             Self::Reauthenticated => "reauth",
             Self::ReauthFailed => "reauth_failed",
+            Self::PasskeyPossiblyCloned => "passkey_possibly_cloned",
         }
     }
 }

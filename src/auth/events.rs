@@ -46,7 +46,17 @@ pub enum SessionEvent {
     /// Something else that protects the account changed (`change`: e.g.
     /// `totp_enabled`, `recovery_code_used`).
     AccountChanged { user_id: String, change: String, at: i64 },
+    /// A passkey was added, used to sign in, renamed or removed (`change`).
+    Passkey {
+        user_id: String,
+        passkey_id: String,
+        name: String,
+        change: PasskeyChange,
+        at: i64,
+    },
 }
+
+pub use crate::protocol::live::PasskeyChange;
 
 impl SessionEvent {
     pub fn user_id(&self) -> &str {
@@ -54,7 +64,8 @@ impl SessionEvent {
             Self::SessionCreated { user_id, .. }
             | Self::SessionsRevoked { user_id, .. }
             | Self::PasswordChanged { user_id, .. }
-            | Self::AccountChanged { user_id, .. } => user_id,
+            | Self::AccountChanged { user_id, .. }
+            | Self::Passkey { user_id, .. } => user_id,
         }
     }
 }

@@ -143,9 +143,11 @@ impl PasswordHasher {
     }
 
     /// Checks `password` against `stored`, or against a dummy hash when there is
-    /// no such user (always a mismatch, at the same cost).
+    /// no such user or the user has no password (an empty hash: an account
+    /// that signs in with passkeys only): always a mismatch, at the same cost.
     pub async fn verify(&self, password: Password, stored: Option<String>) -> Result<Verification, HashingError> {
         let params = self.params.clone();
+        let stored = stored.filter(|hash| !hash.is_empty());
         let known = stored.is_some();
         let stored = stored.unwrap_or_else(|| self.dummy_hash.to_string());
         self.blocking(move |memory| {
@@ -297,6 +299,38 @@ mod tests {
         let h = hasher(1024).await;
         let result = h.verify(Password::new(String::new()), None).await.unwrap();
         assert_eq!(result, Verification::Mismatch);
+    }
+
+    #[tokio::test]
+    async fn an_account_without_a_password_never_matches_and_costs_a_whole_verify() {
+        let h = hasher(1024).await;
+        for tried in ["", "anything"] {
+            let result = h
+                .verify(Password::new(tried.into()), Some(String::new()))
+                .await
+                .unwrap();
+            assert_eq!(result, Verification::Mismatch, "{tried:?}");
+        }
+        // The same hashing work as a wrong password against a real hash:
+        // medians of interleaved rounds.
+        let real = h.hash(Password::new("a real one".into())).await.unwrap();
+        let (mut empty, mut wrong) = (Vec::new(), Vec::new());
+        for _ in 0..31 {
+            for (stored, times) in [(String::new(), &mut empty), (real.clone(), &mut wrong)] {
+                let started = std::time::Instant::now();
+                h.verify(Password::new("wrong".into()), Some(stored))
+                    .await
+                    .unwrap();
+                times.push(started.elapsed());
+            }
+        }
+        empty.sort();
+        wrong.sort();
+        let (empty, wrong) = (empty[15], wrong[15]);
+        assert!(
+            empty * 2 > wrong && wrong * 2 > empty,
+            "no password {empty:?}, a wrong one {wrong:?}"
+        );
     }
 
     #[tokio::test]

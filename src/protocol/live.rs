@@ -54,6 +54,37 @@ pub enum ServerMessage {
         change: String,
         at: i64,
     },
+    /// A passkey of the user was added, used to sign in, renamed or removed.
+    Passkey {
+        passkey_id: String,
+        name: String,
+        change: PasskeyChange,
+        at: i64,
+    },
+}
+
+/// What happened to a passkey.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PasskeyChange {
+    Added,
+    /// Used to sign in.
+    Used,
+    Renamed,
+    Removed,
+}
+
+impl PasskeyChange {
+    pub const ALL: [Self; 4] = [Self::Added, Self::Used, Self::Renamed, Self::Removed];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Added => "added",
+            Self::Used => "used",
+            Self::Renamed => "renamed",
+            Self::Removed => "removed",
+        }
+    }
 }
 
 /// A server message's fields read flat, `type` among them. serde reads a
@@ -69,8 +100,10 @@ struct ServerFields {
     user_agent: Option<String>,
     ip: Option<String>,
     reason: Option<String>,
-    change: Option<String>,
     at: Option<i64>,
+    passkey_id: Option<String>,
+    name: Option<String>,
+    change: Option<String>,
 }
 
 impl TryFrom<ServerFields> for ServerMessage {
@@ -84,8 +117,10 @@ impl TryFrom<ServerFields> for ServerMessage {
             user_agent,
             ip,
             reason,
-            change,
             at,
+            passkey_id,
+            name,
+            change,
         } = fields;
         match kind.as_str() {
             "ready" => Ok(Self::Ready {
@@ -110,6 +145,18 @@ impl TryFrom<ServerFields> for ServerMessage {
                 change: required(change, &kind, "change")?,
                 at: required(at, &kind, "at")?,
             }),
+            "passkey" => {
+                let change = required(change, &kind, "change")?;
+                Ok(Self::Passkey {
+                    passkey_id: required(passkey_id, &kind, "passkey_id")?,
+                    name: required(name, &kind, "name")?,
+                    change: PasskeyChange::ALL
+                        .into_iter()
+                        .find(|known| known.name() == change)
+                        .ok_or_else(|| format!("unknown passkey change `{change}`"))?,
+                    at: required(at, &kind, "at")?,
+                })
+            }
             other => Err(format!("unknown message type `{other}`")),
         }
     }
@@ -156,6 +203,12 @@ mod tests {
                 change: "totp_enabled".into(),
                 at: 5,
             },
+            ServerMessage::Passkey {
+                passkey_id: "p1".into(),
+                name: "Laptop".into(),
+                change: PasskeyChange::Renamed,
+                at: 5,
+            },
         ];
         for message in messages {
             let text = serde_json::to_string(&message).unwrap();
@@ -163,10 +216,15 @@ mod tests {
         }
         let ready = serde_json::to_value(ServerMessage::PasswordChanged { at: 6 }).unwrap();
         assert_eq!(ready, serde_json::json!({"type": "password_changed", "at": 6}));
+        for change in PasskeyChange::ALL {
+            assert_eq!(serde_json::to_value(change).unwrap(), change.name());
+        }
         for bad in [
             r#"{"type":"ready","session_id":"s"}"#,
             r#"{"type":"party","at":1}"#,
             r#"{"at":1}"#,
+            r#"{"type":"passkey","passkey_id":"p","name":"n","change":"stolen","at":1}"#,
+            r#"{"type":"passkey","passkey_id":"p","name":"n","at":1}"#,
         ] {
             assert!(serde_json::from_str::<ServerMessage>(bad).is_err(), "{bad}");
         }

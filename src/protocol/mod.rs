@@ -44,6 +44,9 @@ debug_redacting!(Credentials { username; secret: password });
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
+    /// Not looked at for an account without a password (passkeys only),
+    /// which sets its first one so; may be left out then.
+    #[serde(default)]
     pub current_password: String,
     pub new_password: String,
 }
@@ -97,12 +100,34 @@ pub struct PasskeyView {
 
 /// `POST /auth/passkeys/register/finish`: what the browser's
 /// `navigator.credentials.create()` gave, and a name (a default if none).
+/// Signing up with a passkey (no access token) names its `ceremony` too.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PasskeyRegistrationFinish {
     pub credential: webauthn_rs_proto::RegisterPublicKeyCredential,
     #[serde(default)]
     pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ceremony: Option<String>,
+}
+
+/// `POST /auth/passkeys/register/start` without an access token: signing up
+/// with a passkey instead of a password, under this name and, optionally,
+/// with an address to verify.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeySignUp {
+    pub username: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+/// The answer to a [`PasskeySignUp`]: the options for
+/// `navigator.credentials.create()` and the ceremony to finish with them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PasskeySignUpStart {
+    pub ceremony: String,
+    pub options: webauthn_rs_proto::CreationChallengeResponse,
 }
 
 /// `POST /auth/passkeys/login/start`: the options for

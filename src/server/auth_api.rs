@@ -1,7 +1,7 @@
 //! The HTTP API of the auth core: `/auth/*`, `/api/*`, the JWKS. Each handler
 //! only translates between HTTP and one [`Auth`](crate::auth::Auth) call.
 
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -9,13 +9,14 @@ use axum::{Json, Router};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use super::error::ApiError;
-use super::extract::{Authenticated, Client, JsonBody, ListPage, RefreshCookie, SignedIn};
+use super::extract::{Authenticated, Client, JsonBody, ListPage, MaybeAuthenticated, RefreshCookie, SignedIn};
 use super::AppState;
 use crate::auth::paging::PageRequest;
 use crate::auth::{AuthError, LoginOutcome, NewTokens, ReauthProof};
 use crate::protocol::{
     CodeBody, Credentials, EmailAddressBody, MailTokenBody, MfaLogin, MfaRequired, Paged, PasskeyLoginFinish,
-    PasskeyRegistrationFinish, PasskeyRename, PasswordChange, PasswordResetConfirm, Reauth, Registration, TokenResponse,
+    PasskeyRegistrationFinish, PasskeyRename, PasskeySignUp, PasswordChange, PasswordResetConfirm, Reauth, Registration,
+    TokenResponse,
 };
 
 pub fn routes() -> Router<AppState> {
@@ -311,24 +312,52 @@ async fn remove_passkey(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// With an access token, adding a passkey to the caller's account; without
+/// one, a JSON body `{username, email?}` signs up with a passkey instead of a
+/// password (a request with neither is refused as unauthenticated).
 async fn start_passkey_registration(
     State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
+    Client(client): Client,
+    MaybeAuthenticated(claims): MaybeAuthenticated,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    Ok(Json(state.auth.start_passkey_registration(&claims).await?).into_response())
+    if let Some(claims) = claims {
+        return Ok(Json(state.auth.start_passkey_registration(&claims).await?).into_response());
+    }
+    if !request.headers().contains_key(header::CONTENT_TYPE) {
+        return Err(ApiError::MissingToken);
+    }
+    let JsonBody(sign_up) = JsonBody::<PasskeySignUp>::from_request(request, &state).await?;
+    Ok(Json(state.auth.start_passkey_sign_up(sign_up, &client).await?).into_response())
 }
 
+/// With an access token, 201 and the passkey added; without one, the end of a
+/// sign-up (its `ceremony` named): 201 and a registration's token body and
+/// refresh cookie.
 async fn finish_passkey_registration(
     State(state): State<AppState>,
     Client(client): Client,
-    Authenticated(claims): Authenticated,
+    MaybeAuthenticated(claims): MaybeAuthenticated,
     JsonBody(body): JsonBody<PasskeyRegistrationFinish>,
 ) -> Result<Response, ApiError> {
-    let added = state
-        .auth
-        .finish_passkey_registration(&claims, &body.credential, body.name.as_deref(), &client)
-        .await?;
-    Ok((StatusCode::CREATED, Json(added)).into_response())
+    let name = body.name.as_deref();
+    match (claims, &body.ceremony) {
+        (Some(claims), _) => {
+            let added = state
+                .auth
+                .finish_passkey_registration(&claims, &body.credential, name, &client)
+                .await?;
+            Ok((StatusCode::CREATED, Json(added)).into_response())
+        }
+        (None, Some(ceremony)) => {
+            let tokens = state
+                .auth
+                .finish_passkey_sign_up(ceremony, &body.credential, name, &client)
+                .await?;
+            Ok(token_response(&state, StatusCode::CREATED, &tokens))
+        }
+        (None, None) => Err(ApiError::MissingToken),
+    }
 }
 
 async fn start_passkey_login(State(state): State<AppState>, Client(client): Client) -> Result<Response, ApiError> {

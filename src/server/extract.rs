@@ -60,6 +60,25 @@ impl FromRequestParts<AppState> for SignedIn {
     }
 }
 
+/// The caller's access token where the request carries one, which must then
+/// be valid as for [`Authenticated`]; `None` without an `Authorization` header.
+pub struct MaybeAuthenticated(pub Option<Arc<AccessClaims>>);
+
+impl FromRequestParts<AppState> for MaybeAuthenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if !parts.headers.contains_key(header::AUTHORIZATION) {
+            return Ok(Self(None));
+        }
+        let Authenticated(claims) = Authenticated::from_request_parts(parts, state).await?;
+        Ok(Self(Some(claims)))
+    }
+}
+
 /// The caller's address and user agent. The address is the socket's peer,
 /// unless that peer is a trusted proxy: then the nearest untrusted address in
 /// `X-Forwarded-For`.

@@ -292,6 +292,18 @@ fn forward(claims: &AccessClaims, event: &SessionEvent) -> Step {
             change: change.clone(),
             at: *at,
         }]),
+        SessionEvent::Passkey {
+            passkey_id,
+            name,
+            change,
+            at,
+            ..
+        } => Step::Send(vec![ServerMessage::Passkey {
+            passkey_id: passkey_id.clone(),
+            name: name.clone(),
+            change: *change,
+            at: *at,
+        }]),
     }
 }
 

@@ -5,7 +5,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, UserRecord};
 use crate::metrics::DatabaseTimer;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +35,21 @@ impl PasskeyRecord {
     }
 }
 
+fn insert_passkey(
+    passkey: &PasskeyRecord,
+) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+    sqlx::query(
+        "INSERT INTO passkeys (id, user_id, credential_id, name, credential, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&passkey.id)
+    .bind(&passkey.user_id)
+    .bind(&passkey.credential_id)
+    .bind(&passkey.name)
+    .bind(&passkey.credential)
+    .bind(passkey.created_at)
+}
+
 macro_rules! columns {
     () => {
         "id, user_id, credential_id, name, credential, created_at, last_used_at"
@@ -44,9 +59,10 @@ const COLUMNS: &str = columns!();
 const RENAME: &str = concat!("UPDATE passkeys SET name = $1 WHERE id = $2 AND user_id = $3 RETURNING ", columns!());
 
 /// What removing a passkey did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Removal {
-    Removed,
+    /// Removed: the passkey as it was.
+    Removed(PasskeyRecord),
     NotFound,
     /// It is the account's last way to sign in: kept.
     LastWay,
@@ -55,7 +71,10 @@ pub enum Removal {
 /// What a ceremony is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CeremonyKind {
+    /// Adding a passkey to an account.
     Register,
+    /// Signing up with a passkey: the account is made when it finishes.
+    SignUp,
     Login,
 }
 
@@ -63,6 +82,7 @@ impl CeremonyKind {
     fn as_str(self) -> &'static str {
         match self {
             Self::Register => "register",
+            Self::SignUp => "sign_up",
             Self::Login => "login",
         }
     }
@@ -87,25 +107,44 @@ impl Store {
     /// Adds a passkey; `StoreError::Conflict` if its credential is registered already.
     pub async fn add_passkey(&self, passkey: &PasskeyRecord) -> Result<(), StoreError> {
         let _timer = DatabaseTimer::start("add_passkey");
-        let result = self
-            .write(
-                sqlx::query(
-                    "INSERT INTO passkeys (id, user_id, credential_id, name, credential, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(&passkey.id)
-                .bind(&passkey.user_id)
-                .bind(&passkey.credential_id)
-                .bind(&passkey.name)
-                .bind(&passkey.credential)
-                .bind(passkey.created_at),
-            )
-            .await;
+        let result = self.write(insert_passkey(passkey)).await;
         match result {
             Ok(_) => Ok(()),
             Err(StoreError::Database(sqlx::Error::Database(e))) if e.is_unique_violation() => Err(StoreError::Conflict),
             Err(e) => Err(e),
         }
+    }
+
+    /// Creates an account that signs in with passkeys only (an empty password
+    /// hash) together with its first passkey, in one transaction: no account
+    /// is left without a way to sign in. `Err(Conflict)` if the name
+    /// (case-folded) is taken; `Ok(false)`, creating nothing, if the
+    /// credential is registered already.
+    pub async fn create_passkey_user(
+        &self,
+        user: &UserRecord,
+        username_key: &str,
+        passkey: &PasskeyRecord,
+    ) -> Result<bool, StoreError> {
+        let unique = |result: Result<_, sqlx::Error>| match result {
+            Ok(_) => Ok(true),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
+            Err(e) => Err(StoreError::from(e)),
+        };
+        let mut tx = self.begin_write().await?;
+        let created = unique(
+            super::users::insert_user(user, username_key)
+                .execute(&mut *tx)
+                .await,
+        )?;
+        if !created {
+            return Err(StoreError::Conflict);
+        }
+        let added = unique(insert_passkey(passkey).execute(&mut *tx).await)?;
+        if added {
+            tx.commit().await?;
+        }
+        Ok(added)
     }
 
     /// Renames the user's passkey `id`: the renamed one, or `None` if the
@@ -123,14 +162,11 @@ impl Store {
     pub async fn remove_passkey(&self, user_id: &str, id: &str) -> Result<Removal, StoreError> {
         let _timer = DatabaseTimer::start("remove_passkey");
         let mut tx = self.begin_write().await?;
-        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM passkeys WHERE id = $1 AND user_id = $2")
-            .bind(id)
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if found.is_none() {
+        let sql = format!("SELECT {COLUMNS} FROM passkeys WHERE id = $1 AND user_id = $2");
+        let found = sqlx::query(&sql).bind(id).bind(user_id).fetch_optional(&mut *tx).await?;
+        let Some(found) = found.as_ref().map(PasskeyRecord::from_row).transpose()? else {
             return Ok(Removal::NotFound);
-        }
+        };
         let others: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM passkeys WHERE user_id = $1 AND id <> $2")
             .bind(user_id)
             .bind(id)
@@ -145,7 +181,7 @@ impl Store {
         }
         sqlx::query("DELETE FROM passkeys WHERE id = $1").bind(id).execute(&mut *tx).await?;
         tx.commit().await?;
-        Ok(Removal::Removed)
+        Ok(Removal::Removed(found))
     }
 
     /// A sign-in with the passkey `id` at `now`, with its credential as

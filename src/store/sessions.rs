@@ -368,29 +368,38 @@ impl Store {
         Ok(revoked)
     }
 
-    /// Sets a new password hash and revokes every other session of the user, in
-    /// one transaction: never a new password with the old sessions still live.
-    /// Reset links mailed before are void. Returns the revoked session ids.
+    /// Replaces the password hash `old` (empty: the account had no password)
+    /// with `hash` and revokes every other session of the user, in one
+    /// transaction: never a new password with the old sessions still live.
+    /// Reset links mailed before are void. Returns the revoked session ids,
+    /// or `None` if the hash was no longer `old` (changed meanwhile).
     pub async fn change_password(
         &self,
         user_id: &str,
+        old: &str,
         hash: &str,
         keep: &str,
         now: i64,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Option<Vec<String>>, StoreError> {
         let _timer = DatabaseTimer::start("change_password");
         let mut tx = self.begin_write().await?;
-        sqlx::query("UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3")
-            .bind(hash)
-            .bind(now)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
+        let changed = sqlx::query(
+            "UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3 AND password_hash = $4",
+        )
+        .bind(hash)
+        .bind(now)
+        .bind(user_id)
+        .bind(old)
+        .execute(&mut *tx)
+        .await?;
+        if changed.rows_affected() == 0 {
+            return Ok(None);
+        }
         let ids = revoke_user_sessions_in(&mut tx, user_id, keep, "password_changed", now).await?;
         // A reset link mailed before the change must not undo it.
         super::mail::void_tokens_in(&mut tx, user_id, super::mail::MailPurpose::PasswordReset).await?;
         tx.commit().await?;
-        Ok(ids)
+        Ok(Some(ids))
     }
 
     /// Gives the user `role` and revokes every session of theirs, in one

@@ -38,22 +38,28 @@ impl UserRecord {
 
 pub(super) const COLUMNS: &str = "id, username, role, password_hash, created_at, password_changed_at, email, pending_email";
 
+pub(super) fn insert_user<'q>(
+    user: &'q UserRecord,
+    username_key: &'q str,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    sqlx::query(
+        "INSERT INTO users (id, username, username_key, password_hash, role, created_at, password_changed_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&user.id)
+    .bind(&user.username)
+    .bind(username_key)
+    .bind(&user.password_hash)
+    .bind(&user.role)
+    .bind(user.created_at)
+    .bind(user.password_changed_at)
+}
+
 impl Store {
     /// Adds a user; `StoreError::Conflict` if the name (case-folded) is taken.
     pub async fn create_user(&self, user: &UserRecord, username_key: &str) -> Result<(), StoreError> {
         let _timer = DatabaseTimer::start("create_user");
-        let result = self.write(sqlx::query(
-            "INSERT INTO users (id, username, username_key, password_hash, role, created_at, password_changed_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&user.id)
-        .bind(&user.username)
-        .bind(username_key)
-        .bind(&user.password_hash)
-        .bind(&user.role)
-        .bind(user.created_at)
-        .bind(user.password_changed_at))
-        .await;
+        let result = self.write(insert_user(user, username_key)).await;
         match result {
             Ok(_) => Ok(()),
             Err(StoreError::Database(sqlx::Error::Database(e))) if e.is_unique_violation() => Err(StoreError::Conflict),

@@ -1,8 +1,8 @@
 //! Passkeys in the browser: `navigator.credentials.create()` and `.get()`
 //! through web-sys, with webauthn-rs-proto's conversions between the server's
-//! JSON and the browser's credential objects. Only the login and account
-//! pages call these, so the code lands in their chunks, not in the module
-//! every page loads.
+//! JSON and the browser's credential objects. Only the login, registration
+//! and account pages call these, so the code lands in their chunks, not in
+//! the module every page loads.
 
 use gloo_net::http::Method;
 use wasm_bindgen::JsCast as _;
@@ -13,7 +13,10 @@ use super::api::Api;
 use super::session::logged_in;
 use super::transport::{ok_or_refused, send_once, ClientError};
 use crate::app::auth_store::{AccessToken, AuthStore};
-use crate::protocol::{PasskeyLoginFinish, PasskeyLoginStart, PasskeyRegistrationFinish, PasskeyView, TokenResponse};
+use crate::protocol::{
+    PasskeyLoginFinish, PasskeyLoginStart, PasskeyRegistrationFinish, PasskeySignUp, PasskeySignUpStart, PasskeyView,
+    TokenResponse,
+};
 
 /// Why a passkey ceremony did not end in a sign-in or a new passkey.
 #[derive(Debug, Clone)]
@@ -86,6 +89,45 @@ pub async fn sign_in(store: AuthStore, autofill: bool, abort: Option<web_sys::Ab
     Ok(())
 }
 
+/// Asks the browser to make a credential with `options`.
+async fn create(
+    container: &web_sys::CredentialsContainer,
+    options: CreationChallengeResponse,
+) -> Result<RegisterPublicKeyCredential, PasskeyError> {
+    let options: web_sys::CredentialCreationOptions = options.into();
+    let promise = container.create_with_options(&options).map_err(|_| PasskeyError::Cancelled)?;
+    let credential: web_sys::PublicKeyCredential = JsFuture::from(promise)
+        .await
+        .map_err(|_| PasskeyError::Cancelled)?
+        .dyn_into()
+        .map_err(|_| PasskeyError::Cancelled)?;
+    Ok(RegisterPublicKeyCredential::from(credential))
+}
+
+/// Signs up with a passkey instead of a password: an account named
+/// `username` (and, if given, an address to verify) is made with the passkey
+/// the browser's dialog makes. On success the store holds the token.
+pub async fn sign_up(
+    store: AuthStore,
+    username: String,
+    email: Option<String>,
+) -> Result<(), PasskeyError> {
+    let container = credentials()?;
+    let body = PasskeySignUp {
+        username: username.clone(),
+        email,
+    };
+    let started: PasskeySignUpStart = post_json("/auth/passkeys/register/start", &body).await?;
+    let finish = PasskeyRegistrationFinish {
+        credential: create(&container, started.options).await?,
+        name: None,
+        ceremony: Some(started.ceremony),
+    };
+    let tokens: TokenResponse = post_json("/auth/passkeys/register/finish", &finish).await?;
+    logged_in(store, &tokens.access_token, username);
+    Ok(())
+}
+
 /// Adds a passkey to the signed-in account through the browser's dialog.
 pub async fn add(store: AuthStore, name: Option<String>) -> Result<PasskeyView, PasskeyError> {
     let container = credentials()?;
@@ -94,16 +136,10 @@ pub async fn add(store: AuthStore, name: Option<String>) -> Result<PasskeyView, 
         .post("/auth/passkeys/register/start", &serde_json::json!({}))
         .await
         .map_err(PasskeyError::Refused)?;
-    let options: web_sys::CredentialCreationOptions = options.into();
-    let promise = container.create_with_options(&options).map_err(|_| PasskeyError::Cancelled)?;
-    let credential: web_sys::PublicKeyCredential = JsFuture::from(promise)
-        .await
-        .map_err(|_| PasskeyError::Cancelled)?
-        .dyn_into()
-        .map_err(|_| PasskeyError::Cancelled)?;
     let finish = PasskeyRegistrationFinish {
-        credential: RegisterPublicKeyCredential::from(credential),
+        credential: create(&container, options).await?,
         name,
+        ceremony: None,
     };
     api.post("/auth/passkeys/register/finish", &finish).await.map_err(PasskeyError::Refused)
 }

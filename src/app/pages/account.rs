@@ -1,6 +1,7 @@
-//! `/account`: the e-mail address and the password. A new address counts once
-//! it is confirmed through the link mailed to it; a password change signs out
-//! every other session.
+//! `/account`: the e-mail address, passkeys and the password. A new address
+//! counts once it is confirmed through the link mailed to it; a password
+//! change signs out every other session. An account made with a passkey sets
+//! its first password here, without a current one.
 
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
@@ -77,9 +78,9 @@ pub fn AccountPage() -> impl IntoView {
             <h1>"Change your password"</h1>
             <p class="hint">"Every other session is signed out when the password changes; this one stays."</p>
             <form method="post" action="/account/password" on:submit=submit data-testid="password-form">
-                <label for="current_password">"Current password"</label>
+                <label for="current_password">"Current password " <span class="hint">"(none if you signed up with a passkey: this sets your first)"</span></label>
                 <input id="current_password" name="current_password" type="password" autocomplete="current-password"
-                    required bind:value=current/>
+                    bind:value=current/>
                 <label for="new_password">"New password"</label>
                 <input id="new_password" name="new_password" type="password" autocomplete="new-password" required
                     bind:value=new/>

@@ -132,7 +132,10 @@ fn CredentialsPage(purpose: Purpose) -> impl IntoView {
         Purpose::Login => ("Log in · Gatehouse", "Log in", LOGIN, "Log in", "current-password"),
         Purpose::Register => ("Create an account · Gatehouse", "Create an account", REGISTER, "Create account", "new-password"),
     };
-    let passkeys = (purpose == Purpose::Login).then(|| passkey_sign_in(store, error));
+    let passkeys = match purpose {
+        Purpose::Login => Either::Left(passkey_sign_in(store, error)),
+        Purpose::Register => Either::Right(passkey_sign_up(store, username, email, error)),
+    };
     let other = move || {
         let target = next.get();
         let keep = |page: &str| with_next(page, &target);
@@ -320,6 +323,76 @@ fn passkey_sign_in(store: AuthStore, error: RwSignal<Option<String>>) -> impl In
             <p class="or">"or"</p>
             <button type="button" class="secondary" on:click=click disabled=move || pending.get() data-testid="passkey-login">
                 "Sign in with a passkey"
+            </button>
+        </Show>
+    }
+}
+
+/// Signing up with a passkey instead of a password, on the registration page:
+/// the name and address typed in the form, and the browser's dialog makes the
+/// passkey. Shown only with JavaScript in a browser with passkeys.
+fn passkey_sign_up(
+    store: AuthStore,
+    username: RwSignal<String>,
+    email: RwSignal<String>,
+    error: RwSignal<Option<String>>,
+) -> impl IntoView {
+    let available = RwSignal::new(false);
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| {
+        available.set(web_sys::window().is_some_and(|w| {
+            js_sys::Reflect::has(&w, &"PublicKeyCredential".into()).unwrap_or(false)
+        }));
+    });
+    let pending = RwSignal::new(false);
+    let click = move |_| {
+        #[cfg(feature = "hydrate")]
+        {
+            use crate::app::client::passkeys::{sign_up, PasskeyError};
+            if pending.get_untracked() {
+                return;
+            }
+            let name = username.get_untracked();
+            if name.trim().is_empty() {
+                error.set(Some(
+                    "Choose a username first, then sign up with a passkey.".to_string(),
+                ));
+                return;
+            }
+            let typed_email = email.get_untracked();
+            let address = (!typed_email.trim().is_empty()).then_some(typed_email);
+            pending.set(true);
+            error.set(None);
+            leptos::task::spawn_local(async move {
+                match sign_up(store, name, address).await {
+                    // The guard's effect goes on to `next` once the store holds the token.
+                    Ok(()) | Err(PasskeyError::Cancelled) => {}
+                    Err(PasskeyError::Unsupported) => {
+                        error.set(Some("This browser has no passkeys.".to_string()))
+                    }
+                    Err(PasskeyError::Refused(err)) => {
+                        error.set(Some(match (err.code(), err.retry_after()) {
+                            ("rate_limited", Some(seconds)) => {
+                                format!("Too many attempts. Try again in {seconds} s.")
+                            }
+                            ("invalid_passkey", _) => {
+                                "The passkey could not be made. Try again.".to_string()
+                            }
+                            (code, _) => crate::app::components::error_message(code).to_string(),
+                        }))
+                    }
+                }
+                pending.set(false);
+            });
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (store, username, email, error);
+    };
+    view! {
+        <Show when=move || available.get()>
+            <p class="or">"or, without a password"</p>
+            <button type="button" class="secondary" on:click=click disabled=move || pending.get() data-testid="passkey-sign-up">
+                "Sign up with a passkey"
             </button>
         </Show>
     }

@@ -6,7 +6,7 @@ use leptos_meta::Title;
 use crate::app::auth_store::{now_seconds, AuthStore};
 use crate::app::components::{device_text, duration_text, time_text, Announce};
 use crate::app::live_feed::{LiveFeed, LiveStatus};
-use crate::protocol::live::ServerMessage;
+use crate::protocol::live::{PasskeyChange, ServerMessage};
 
 #[component]
 pub fn DashboardPage() -> impl IntoView {
@@ -79,7 +79,7 @@ fn LiveEvents() -> impl IntoView {
     view! {
         <section class="card">
             <h2>"Live events"</h2>
-            <p class="hint">"Logins elsewhere, revoked sessions and password changes appear here as they happen."</p>
+            <p class="hint">"Logins elsewhere, revoked sessions, password changes and passkey changes appear here as they happen."</p>
             <p class="live-status" data-testid="live-status" data-state=state role="status">
                 {status}
                 {move || (feed.status.get() == LiveStatus::Down).then(|| view! {
@@ -108,6 +108,12 @@ fn event_type(event: &ServerMessage) -> &'static str {
         ServerMessage::SessionRevoked { .. } => "session_revoked",
         ServerMessage::PasswordChanged { .. } => "password_changed",
         ServerMessage::AccountChanged { .. } => "account_changed",
+        ServerMessage::Passkey { change, .. } => match change {
+            PasskeyChange::Added => "passkey_added",
+            PasskeyChange::Used => "passkey_used",
+            PasskeyChange::Renamed => "passkey_renamed",
+            PasskeyChange::Removed => "passkey_removed",
+        },
     }
 }
 
@@ -141,6 +147,15 @@ fn event_text(event: &ServerMessage) -> String {
                 _ => "your account's sign-in settings changed",
             };
             format!("{}: {what}", time_text(*at))
+        }
+        ServerMessage::Passkey { name, change, at, .. } => {
+            let what = match change {
+                PasskeyChange::Added => "added",
+                PasskeyChange::Used => "used to sign in",
+                PasskeyChange::Renamed => "renamed",
+                PasskeyChange::Removed => "removed",
+            };
+            format!("{}: passkey \"{name}\" {what}", time_text(*at))
         }
     }
 }
