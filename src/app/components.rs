@@ -312,9 +312,9 @@ pub fn ReauthDialog() -> impl IntoView {
             error.set(None);
             let typed = secret.get_untracked();
             let proof = if with_code.get_untracked() {
-                Reauth { password: None, code: Some(typed) }
+                Reauth { code: Some(typed), ..Reauth::default() }
             } else {
-                Reauth { password: Some(typed), code: None }
+                Reauth { password: Some(typed), ..Reauth::default() }
             };
             leptos::task::spawn_local(async move {
                 match super::client::reauth::submit(store, proof).await {
@@ -336,6 +336,22 @@ pub fn ReauthDialog() -> impl IntoView {
         secret.set(String::new());
         error.set(None);
     };
+    let with_passkey = move |_| {
+        #[cfg(feature = "hydrate")]
+        {
+            if pending.get_untracked() {
+                return;
+            }
+            pending.set(true);
+            error.set(None);
+            leptos::task::spawn_local(async move {
+                if let Some(refused) = passkey_reauth(store).await {
+                    error.set(Some(refused));
+                }
+                pending.set(false);
+            });
+        }
+    };
     view! {
         <Show when=move || store.reauth_asked()>
             <div class="modal" role="dialog" aria-modal="true" aria-labelledby="reauth-title" data-testid="reauth-dialog">
@@ -352,9 +368,24 @@ pub fn ReauthDialog() -> impl IntoView {
                     <button type="button" class="secondary" on:click=switch data-testid="reauth-switch">
                         {move || if with_code.get() { "Use the password instead" } else { "Use a code instead" }}
                     </button>
+                    <button type="button" class="secondary" on:click=with_passkey disabled=move || pending.get()
+                        data-testid="reauth-passkey">"Use a passkey"</button>
                     <button type="button" class="secondary" on:click=dismiss data-testid="reauth-cancel">"Cancel"</button>
                 </form>
             </div>
         </Show>
+    }
+}
+
+/// The re-auth step with a passkey, in a chunk of its own (the passkey code
+/// stays out of the module every page loads): why it failed, if it did.
+#[cfg(feature = "hydrate")]
+#[lazy]
+async fn passkey_reauth(store: AuthStore) -> Option<String> {
+    use super::client::passkeys::{reauth, PasskeyError};
+    match reauth(store).await {
+        Ok(()) | Err(PasskeyError::Cancelled) => None,
+        Err(PasskeyError::Unsupported) => Some("This browser has no passkeys.".to_string()),
+        Err(PasskeyError::Refused(err)) => Some(error_message(err.code()).to_string()),
     }
 }

@@ -235,7 +235,7 @@ impl Auth {
     }
 
     /// Tells the owner's live sockets what happened to one of their passkeys.
-    async fn passkey_changed(&self, record: &PasskeyRecord, change: PasskeyChange, at: i64) {
+    pub(super) async fn passkey_changed(&self, record: &PasskeyRecord, change: PasskeyChange, at: i64) {
         self.publish(SessionEvent::Passkey {
             user_id: record.user_id.clone(),
             passkey_id: record.id.clone(),
@@ -364,6 +364,27 @@ impl Auth {
         credential: &PublicKeyCredential,
         client: &ClientInfo,
     ) -> Result<NewTokens, AuthError> {
+        let record = self.check_passkey_assertion(ceremony, credential, client).await?;
+        let now = self.now();
+        let user = self
+            .store
+            .user_by_id(&record.user_id)
+            .await?
+            .ok_or(AuthError::InvalidCredentials)?;
+        let tokens = self.start_session(&user, client, AuditKind::PasskeyLogin, "webauthn").await?;
+        self.passkey_changed(&record, PasskeyChange::Used, now).await;
+        Ok(tokens)
+    }
+
+    /// Checks an answer to the sign-in ceremony `ceremony` and records the
+    /// passkey's use: the passkey it proved. Every failure is
+    /// `InvalidCredentials`, at the cost of a known credential's.
+    pub(super) async fn check_passkey_assertion(
+        &self,
+        ceremony: &str,
+        credential: &PublicKeyCredential,
+        client: &ClientInfo,
+    ) -> Result<PasskeyRecord, AuthError> {
         let webauthn = self.webauthn()?;
         let now = self.now();
         let refused = |reason: &str| {
@@ -421,10 +442,7 @@ impl Auth {
         passkey.update_credential(&result);
         let stored = serde_json::to_string(&passkey).map_err(|_| refused("bad credential"))?;
         self.store.passkey_used(&record.id, &stored, now).await?;
-        let user = self.store.user_by_id(&record.user_id).await?.ok_or_else(|| refused("no such user"))?;
-        let tokens = self.start_session(&user, client, AuditKind::PasskeyLogin, "webauthn").await?;
-        self.passkey_changed(&record, PasskeyChange::Used, now).await;
-        Ok(tokens)
+        Ok(record)
     }
 
     pub async fn passkeys(&self, claims: &AccessClaims) -> Result<Vec<PasskeyView>, AuthError> {

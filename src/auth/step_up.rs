@@ -16,6 +16,12 @@ pub enum ReauthProof {
     Password(String),
     /// An authenticator-app code or a recovery code.
     Code(String),
+    /// An answer to a passkey sign-in ceremony (`POST /auth/passkeys/login/start`)
+    /// with one of the user's own passkeys.
+    Passkey {
+        ceremony: String,
+        credential: Box<webauthn_rs::prelude::PublicKeyCredential>,
+    },
 }
 
 /// `amr` methods that are a second factor, or two factors in one (a passkey
@@ -85,6 +91,16 @@ impl Auth {
                 Some(method) => Ok(method.amr()),
                 None => Err(AuthError::InvalidCode),
             },
+            ReauthProof::Passkey { ceremony, credential } => {
+                match self.check_passkey_assertion(&ceremony, &credential, client).await {
+                    Ok(passkey) if passkey.user_id == user.id => {
+                        self.passkey_changed(&passkey, crate::protocol::live::PasskeyChange::Used, now).await;
+                        Ok("webauthn")
+                    }
+                    Ok(_) | Err(AuthError::InvalidCredentials) => Err(AuthError::InvalidCredentials),
+                    Err(err) => return Err(err),
+                }
+            }
         };
         let method = match proved {
             Ok(method) => method,

@@ -233,16 +233,21 @@ pub struct SecondFactorStatus {
 }
 debug_redacting!(SecondFactorStatus { totp, recovery_codes_left; secret: setup });
 
-/// `POST /auth/reauth`: the password, or a code (app or recovery).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `POST /auth/reauth`: the password, a code (app or recovery), or a
+/// passkey's answer to a sign-in ceremony (`ceremony` and `credential`).
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Reauth {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ceremony: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<webauthn_rs_proto::PublicKeyCredential>,
 }
-debug_redacting!(Reauth { ; secret: password, code });
+debug_redacting!(Reauth { ceremony; secret: password, code, credential });
 
 /// Who is logged in, as the server found out from the refresh cookie while
 /// rendering a page, with an access token minted for that session. Travels to

@@ -111,10 +111,18 @@ async fn reauth(
     SignedIn(claims): SignedIn,
     JsonBody(body): JsonBody<Reauth>,
 ) -> Result<Response, ApiError> {
-    let proof = match (body.password, body.code) {
-        (Some(password), None) => ReauthProof::Password(password),
-        (None, Some(code)) => ReauthProof::Code(code),
-        _ => return Err(ApiError::Malformed("Send either password or code.".to_string())),
+    let proof = match (body.password, body.code, body.ceremony, body.credential) {
+        (Some(password), None, None, None) => ReauthProof::Password(password),
+        (None, Some(code), None, None) => ReauthProof::Code(code),
+        (None, None, Some(ceremony), Some(credential)) => ReauthProof::Passkey {
+            ceremony,
+            credential: Box::new(credential),
+        },
+        _ => {
+            return Err(ApiError::Malformed(
+                "Send one of: password, code, or a passkey's ceremony and credential.".to_string(),
+            ))
+        }
     };
     let access = state.auth.reauthenticate(&claims, proof, &client).await?;
     Ok(Json(TokenResponse {

@@ -26,6 +26,7 @@ both_backends!(
     an_unknown_credential_is_refused_like_a_known_one_in_answer_and_time,
     a_cloned_authenticator_whose_counter_goes_back_is_refused_and_audited,
     a_synced_passkey_keeps_signing_in,
+    a_passkey_confirms_it_is_the_user_before_a_sensitive_change,
 );
 
 /// The origin the authenticator says it runs on: the development relying
@@ -710,5 +711,50 @@ async fn a_synced_passkey_keeps_signing_in(backend: Backend) {
     assert_eq!(credential["cred"]["backup_state"], true);
     let events = server.auth.store().recent_audit(None, 50).await.unwrap();
     assert!(events.iter().all(|e| e.kind != "passkey_possibly_cloned"));
+    server.finish().await;
+}
+
+/// Re-authenticates `session` with an answer of `device` to a sign-in ceremony.
+async fn reauth_with(server: &Api, session: &Session, device: &mut Device) -> reqwest::Response {
+    let (ceremony, options) = begin_login(server).await;
+    let credential = assert_with(device, &options).await;
+    server
+        .post_bearer("/auth/reauth", &session.access, Some(json!({ "ceremony": ceremony, "credential": credential })))
+        .await
+}
+
+async fn a_passkey_confirms_it_is_the_user_before_a_sensitive_change(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut key = device();
+    let signed_up = sign_up(&server, &mut key, "nopass").await;
+    assert_eq!(signed_up.status(), StatusCode::CREATED);
+    let nopass = Session::from_response(signed_up).await;
+    let bob = server.register("bob").await;
+    let mut bobs_key = device();
+    assert_eq!(add_passkey(&server, &bob, &mut bobs_key, None).await.status(), StatusCode::CREATED);
+
+    server.clock.advance(server.settings.reauth_window + 1);
+    let mut second = device();
+    let stale = server.post_bearer("/auth/passkeys/register/start", &nopass.access, None).await;
+    assert_eq!(stale.status(), StatusCode::FORBIDDEN);
+    assert_eq!(error_code(stale).await, "reauth_required");
+    // A password-less account cannot confirm with a password.
+    let password = server.post_bearer("/auth/reauth", &nopass.access, Some(json!({"password": PASSWORD}))).await;
+    assert_eq!(password.status(), StatusCode::UNAUTHORIZED);
+    // Another user's passkey proves nothing about this one.
+    let foreign = reauth_with(&server, &nopass, &mut bobs_key).await;
+    assert_eq!(foreign.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(foreign).await, "invalid_credentials");
+
+    let confirmed = reauth_with(&server, &nopass, &mut key).await;
+    assert_eq!(confirmed.status(), StatusCode::OK);
+    let fresh: Value = confirmed.json().await.unwrap();
+    let fresh = Session {
+        access: fresh["access_token"].as_str().unwrap().to_string(),
+        ..nopass.clone()
+    };
+    assert_eq!(claims(&fresh.access)["amr"], json!(["webauthn"]));
+    assert_eq!(claims(&fresh.access)["auth_time"], json!(gatehouse::auth::clock::Clock::now(server.clock.as_ref())));
+    assert_eq!(add_passkey(&server, &fresh, &mut second, Some("Second")).await.status(), StatusCode::CREATED);
     server.finish().await;
 }

@@ -15,7 +15,7 @@ use super::transport::{ok_or_refused, send_once, ClientError};
 use crate::app::auth_store::{AccessToken, AuthStore};
 use crate::protocol::{
     PasskeyLoginFinish, PasskeyLoginStart, PasskeyRegistrationFinish, PasskeySignUp, PasskeySignUpStart, PasskeyView,
-    TokenResponse,
+    Reauth, TokenResponse,
 };
 
 /// Why a passkey ceremony did not end in a sign-in or a new passkey.
@@ -71,15 +71,9 @@ pub async fn sign_in(store: AuthStore, autofill: bool, abort: Option<web_sys::Ab
     if let Some(signal) = &abort {
         options.set_signal(signal);
     }
-    let promise = container.get_with_options(&options).map_err(|_| PasskeyError::Cancelled)?;
-    let credential: web_sys::PublicKeyCredential = JsFuture::from(promise)
-        .await
-        .map_err(|_| PasskeyError::Cancelled)?
-        .dyn_into()
-        .map_err(|_| PasskeyError::Cancelled)?;
     let finish = PasskeyLoginFinish {
         ceremony: started.ceremony,
-        credential: PublicKeyCredential::from(credential),
+        credential: assert(&container, &options).await?,
     };
     let tokens: TokenResponse = post_json("/auth/passkeys/login/finish", &finish).await?;
     let username = AccessToken::parse(&tokens.access_token)
@@ -90,6 +84,36 @@ pub async fn sign_in(store: AuthStore, autofill: bool, abort: Option<web_sys::Ab
 }
 
 /// Asks the browser to make a credential with `options`.
+/// The browser's answer to a sign-in ceremony's `options`.
+async fn assert(
+    container: &web_sys::CredentialsContainer,
+    options: &web_sys::CredentialRequestOptions,
+) -> Result<PublicKeyCredential, PasskeyError> {
+    let promise = container.get_with_options(options).map_err(|_| PasskeyError::Cancelled)?;
+    let credential: web_sys::PublicKeyCredential = JsFuture::from(promise)
+        .await
+        .map_err(|_| PasskeyError::Cancelled)?
+        .dyn_into()
+        .map_err(|_| PasskeyError::Cancelled)?;
+    Ok(PublicKeyCredential::from(credential))
+}
+
+/// Confirms it is the user, with one of their passkeys, for the re-auth
+/// step (`client::reauth`): the browser's dialog, then `POST /auth/reauth`.
+pub async fn reauth(store: AuthStore) -> Result<(), PasskeyError> {
+    let container = credentials()?;
+    let started: PasskeyLoginStart = post_json("/auth/passkeys/login/start", &serde_json::json!({})).await?;
+    let mut options = started.options;
+    options.mediation = None;
+    let options: web_sys::CredentialRequestOptions = options.into();
+    let proof = Reauth {
+        ceremony: Some(started.ceremony),
+        credential: Some(assert(&container, &options).await?),
+        ..Reauth::default()
+    };
+    super::reauth::submit(store, proof).await.map_err(PasskeyError::Refused)
+}
+
 async fn create(
     container: &web_sys::CredentialsContainer,
     options: CreationChallengeResponse,
