@@ -89,14 +89,26 @@ tool_install() {
     CARGO_PROFILE_RELEASE_DEBUG=false cargo install "$@"
 }
 
-# cargo-leptos 0.3.11 panics while renaming hashed files when wasm-split
-# leaves an empty chunk (an 8-byte module, shorter than the name it searches
-# for: an unsigned subtraction that wraps). It is built from its crates.io
-# source with the one-line fix in scripts/cargo-leptos-empty-chunks.patch; a
-# mark beside it says which patch the installed one has.
-CARGO_LEPTOS_PATCH="$ROOT/scripts/cargo-leptos-empty-chunks.patch"
+# cargo-leptos 0.3.11 is built from its crates.io source with two patches:
+# - scripts/cargo-leptos-empty-chunks.patch: it panics while renaming hashed
+#   files when wasm-split leaves an empty chunk (an 8-byte module, shorter than
+#   the name it searches for: an unsigned subtraction that wraps);
+# - scripts/cargo-leptos-without-new.patch: `cargo leptos new`, which nothing
+#   here runs, is left out with cargo-generate, a quarter of its dependencies
+#   (gix, a scripting engine, a DNS resolver), so a fresh machine builds it
+#   sooner.
+# Its lock file is updated for one crate only (and rayon, which it needs
+# newer): wasm-split 0.2.4, which attributes a relocation to the innermost
+# symbol that holds it. With the 0.2.3 cargo-leptos locks, the password rule's
+# dictionaries (1.1 MB of data) stayed in the module every page loads (566 KB
+# brotli instead of 157 KB) rather than in their lazily loaded chunk.
+# A mark beside it says which patches and versions the installed one has.
+CARGO_LEPTOS_PATCHES=("$ROOT/scripts/cargo-leptos-empty-chunks.patch" "$ROOT/scripts/cargo-leptos-without-new.patch")
+WASM_SPLIT_VERSION=0.2.4
 cargo_leptos_mark() {
-  echo "$HOME/.cargo/cargo-leptos-$CARGO_LEPTOS_VERSION-$(sha256sum "$CARGO_LEPTOS_PATCH" | cut -c1-16).patched"
+  local marked
+  marked="$( (cat "${CARGO_LEPTOS_PATCHES[@]}"; echo "wasm_split_cli_support $WASM_SPLIT_VERSION") | sha256sum | cut -c1-16)"
+  echo "$HOME/.cargo/cargo-leptos-$CARGO_LEPTOS_VERSION-$marked.patched"
 }
 install_cargo_leptos() {
   local work
@@ -107,10 +119,15 @@ install_cargo_leptos() {
   printf '[package]\nname = "fetch"\nversion = "0.0.0"\nedition = "2021"\n\n[dependencies]\ncargo-leptos = "=%s"\n' \
     "$CARGO_LEPTOS_VERSION" > "$work/fetch/Cargo.toml"
   cargo metadata --manifest-path "$work/fetch/Cargo.toml" --format-version 1 > /dev/null
-  local source
+  local source patch
   source="$(ls -d "$HOME"/.cargo/registry/src/*/cargo-leptos-"$CARGO_LEPTOS_VERSION" | head -n1)"
   cp -r "$source" "$work/cargo-leptos"
-  (cd "$work/cargo-leptos" && git apply -p1 "$CARGO_LEPTOS_PATCH")
+  for patch in "${CARGO_LEPTOS_PATCHES[@]}"; do
+    (cd "$work/cargo-leptos" && git apply -p1 "$patch")
+  done
+  # Also drops what the removed dependency alone needed; every other version stays as locked.
+  (cd "$work/cargo-leptos" && cargo update -p rayon -p rayon-core \
+    && cargo update -p wasm_split_cli_support --precise "$WASM_SPLIT_VERSION")
   # no_downloads: take wasm-bindgen and wasm-opt from PATH instead of fetching them.
   tool_install --path "$work/cargo-leptos" --locked --features no_downloads --force \
     || tool_install --path "$work/cargo-leptos" --features no_downloads --force
