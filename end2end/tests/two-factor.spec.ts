@@ -1,4 +1,4 @@
-import { test, expect, type Page } from "@playwright/test";
+import { test, expect, type Browser, type Page } from "@playwright/test";
 import * as OTPAuth from "otpauth";
 import { shortLivedURL, shortDatabaseUrl } from "../playwright.config";
 import { CodeStep, CredentialsPage, ReauthStep, TwoFactorPage, waitForHydration } from "./pages/app";
@@ -34,6 +34,21 @@ async function setUpApp(page: Page) {
   return { secret, codes };
 }
 
+/** The password step of a sign-in through `/login`; with JavaScript, once the page has hydrated. */
+async function passwordStep(page: Page, username: string, hydrated = false) {
+  if (hydrated) await new CredentialsPage(page).gotoLogin();
+  else await page.goto("/login");
+  await page.getByLabel("Username").fill(username);
+  await page.getByLabel("Password", { exact: true }).fill(PASSWORD);
+  await page.getByTestId("submit").click();
+}
+
+/** A page in a browser context without JavaScript. */
+async function withoutScript(browser: Browser) {
+  const context = await browser.newContext({ javaScriptEnabled: false });
+  return { context, page: await context.newPage() };
+}
+
 async function logOut(page: Page) {
   await page.getByTestId("logout").click();
   await expect(page).toHaveURL(/\/login/);
@@ -45,9 +60,7 @@ test("an authenticator app is set up, then sign-in asks for its code", async ({ 
   const { secret } = await setUpApp(page);
   await logOut(page);
 
-  const form = new CredentialsPage(page);
-  await form.gotoLogin();
-  await form.fill(username, PASSWORD);
+  await passwordStep(page, username, true);
   const step = new CodeStep(page);
   await expect(step.code).toBeVisible();
   await expect(page).toHaveURL(/\/login/);
@@ -67,9 +80,7 @@ test("a recovery code signs in once, without JavaScript too", async ({ browser, 
   const { codes } = await setUpApp(page);
   await logOut(page);
 
-  const form = new CredentialsPage(page);
-  await form.gotoLogin();
-  await form.fill(username, PASSWORD);
+  await passwordStep(page, username, true);
   const step = new CodeStep(page);
   await step.code.fill(codes[0].toUpperCase());
   await step.submit.click();
@@ -77,12 +88,8 @@ test("a recovery code signs in once, without JavaScript too", async ({ browser, 
   await new TwoFactorPage(page).goto();
   await expect(new TwoFactorPage(page).recoveryLeft).toHaveText("Recovery codes left: 9");
 
-  const noScript = await browser.newContext({ javaScriptEnabled: false });
-  const plain = await noScript.newPage();
-  await plain.goto("/login");
-  await plain.getByLabel("Username").fill(username);
-  await plain.getByLabel("Password", { exact: true }).fill(PASSWORD);
-  await plain.getByTestId("submit").click();
+  const { context: noScript, page: plain } = await withoutScript(browser);
+  await passwordStep(plain, username);
   await expect(plain).toHaveURL(/\/login-code/);
   const plainStep = new CodeStep(plain);
   await plainStep.code.fill(codes[0]);
@@ -97,12 +104,8 @@ test("a recovery code signs in once, without JavaScript too", async ({ browser, 
 
 test("without JavaScript the app is set up with the server's QR code and the codes are shown once", async ({ browser, request }) => {
   const username = await createAccount(request);
-  const noScript = await browser.newContext({ javaScriptEnabled: false });
-  const page = await noScript.newPage();
-  await page.goto("/login");
-  await page.getByLabel("Username").fill(username);
-  await page.getByLabel("Password", { exact: true }).fill(PASSWORD);
-  await page.getByTestId("submit").click();
+  const { context: noScript, page } = await withoutScript(browser);
+  await passwordStep(page, username);
   const twoFactor = new TwoFactorPage(page);
   await twoFactor.goto(false);
   await twoFactor.begin.click();
@@ -148,12 +151,8 @@ test.describe("after the re-auth window", () => {
   test("without JavaScript the re-auth page posts back and completes the form", async ({ browser, request }) => {
     test.setTimeout(90_000);
     const username = await createAccount(request);
-    const noScript = await browser.newContext({ javaScriptEnabled: false });
-    const page = await noScript.newPage();
-    await page.goto("/login");
-    await page.getByLabel("Username").fill(username);
-    await page.getByLabel("Password", { exact: true }).fill(PASSWORD);
-    await page.getByTestId("submit").click();
+    const { context: noScript, page } = await withoutScript(browser);
+    await passwordStep(page, username);
     await page.waitForTimeout(31_000);
     await page.goto("/account");
     const newPassword = "another-long-passphrase-77";
@@ -172,9 +171,7 @@ test.describe("after the re-auth window", () => {
 
   test("an admin without a second factor is sent to set one up first", async ({ page }) => {
     const admin = createAdmin(shortDatabaseUrl, uniqueName("admin"));
-    const form = new CredentialsPage(page);
-    await form.gotoLogin();
-    await form.fill(admin, PASSWORD);
+    await passwordStep(page, admin, true);
     await expect(page).toHaveURL(/\/two-factor$/);
     await page.goto("/admin");
     await expect(page).toHaveURL(/\/two-factor$/);
