@@ -66,6 +66,12 @@ enum UserCommand {
         #[arg(long)]
         username: String,
     },
+    /// Remove a user's authenticator app and recovery codes, for someone who
+    /// lost both: they sign in with the password alone and set one up again.
+    RemoveSecondFactor {
+        #[arg(long)]
+        username: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -198,6 +204,20 @@ async fn run(command: Command) -> Result<(), String> {
                 other => WithSources(&other).to_string(),
             })?;
             println!("{link}");
+            Ok(())
+        }
+        Command::User {
+            command: UserCommand::RemoveSecondFactor { username },
+        } => {
+            let auth = Auth::new(settings, store, Arc::new(SystemClock))
+                .await
+                .map_err(|e| WithSources(&e).to_string())?;
+            auth.remove_second_factor_of(&username).await.map_err(|e| match e {
+                gatehouse::auth::AuthError::NotFound => format!("no user named {username}"),
+                gatehouse::auth::AuthError::TotpNotEnabled => format!("{username} has no second factor"),
+                other => WithSources(&other).to_string(),
+            })?;
+            println!("{username} signs in with the password alone now; their recovery codes are void");
             Ok(())
         }
         Command::Serve => serve(settings, store).await,

@@ -175,6 +175,34 @@ impl Auth {
             .await
     }
 
+    /// Removes the app and recovery codes of `username`, for an operator
+    /// (`gatehouse user remove-second-factor`) when both are lost: the
+    /// person then signs in with the password alone, and sets one up again.
+    pub async fn remove_second_factor_of(&self, username: &str) -> Result<(), AuthError> {
+        let key = username_rule::key(username);
+        let user = self.store.user_by_name_key(&key).await?.ok_or(AuthError::NotFound)?;
+        if !self.store.remove_totp(&user.id).await? {
+            return Err(AuthError::TotpNotEnabled);
+        }
+        let now = self.now();
+        self.audit(Event {
+            kind: AuditKind::TotpDisabled,
+            at: now,
+            account: Some((&user).into()),
+            session_id: None,
+            client: &ClientInfo::default(),
+            detail: Some("removed by an operator".to_string()),
+        })
+        .await?;
+        self.publish(SessionEvent::AccountChanged {
+            user_id: user.id.clone(),
+            change: "totp_disabled".to_string(),
+            at: now,
+        })
+        .await;
+        Ok(())
+    }
+
     /// New recovery codes, voiding the old ones. A sensitive change.
     pub async fn regenerate_recovery_codes(&self, claims: &AccessClaims, client: &ClientInfo) -> Result<RecoveryCodes, AuthError> {
         self.require_recent_auth(claims)?;

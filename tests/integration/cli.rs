@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use reqwest::StatusCode;
 
 use crate::process::gatehouse_command;
-use crate::support::{Backend, TestServer, PASSWORD};
+use crate::support::{refresh_set_cookie, Backend, TestServer, PASSWORD};
 
 fn gatehouse(database_url: &str, args: &[&str], stdin: &str) -> std::process::Output {
     let mut child = gatehouse_command(database_url)
@@ -72,6 +72,7 @@ fn a_bad_setting_stops_the_start_and_is_named() {
 crate::both_backends!(
     set_role_takes_effect_on_every_instance_within_a_second,
     reset_link_prints_a_link_that_works_once,
+    an_operator_removes_a_lost_second_factor,
 );
 
 /// `gatehouse user set-role`, run while two instances serve: within a second
@@ -161,5 +162,40 @@ async fn reset_link_prints_a_link_that_works_once(backend: Backend) {
     let unknown = gatehouse(&server.settings.database_url, &["user", "reset-link", "--username", "nobody"], "");
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no user named nobody"));
+    server.finish().await;
+}
+
+/// `gatehouse user remove-second-factor`: for someone who lost both the app
+/// and the recovery codes, the way back to a password sign-in.
+async fn an_operator_removes_a_lost_second_factor(backend: Backend) {
+    use gatehouse::auth::clock::Clock as _;
+    use gatehouse::auth::totp::TotpSecret;
+
+    let server = TestServer::start(backend).await;
+    let ada = server.register("ada").await;
+    let setup: serde_json::Value = server.post_bearer("/auth/mfa/totp", &ada.access, None).await.json().await.unwrap();
+    let secret = TotpSecret::from_base32(setup["secret"].as_str().unwrap()).unwrap();
+    let code = secret.code_at(server.clock.now()).unwrap();
+    let confirmed = server
+        .post_bearer("/auth/mfa/totp/confirm", &ada.access, Some(serde_json::json!({ "code": code })))
+        .await;
+    assert_eq!(confirmed.status(), StatusCode::OK);
+    let asked: serde_json::Value = server.login("ada", PASSWORD).await.json().await.unwrap();
+    assert_eq!(asked["mfa_required"], true);
+
+    let url = server.settings.database_url.clone();
+    let run = |url: String| async move {
+        tokio::task::spawn_blocking(move || gatehouse(&url, &["user", "remove-second-factor", "--username", "ADA"], ""))
+            .await
+            .unwrap()
+    };
+    let removed = run(url.clone()).await;
+    assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
+    let signed_in = server.login("ada", PASSWORD).await;
+    assert_eq!(signed_in.status(), StatusCode::OK);
+    assert!(refresh_set_cookie(signed_in.headers()).is_some(), "one step again");
+    let again = run(url).await;
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("has no second factor"));
     server.finish().await;
 }
