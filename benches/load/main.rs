@@ -151,7 +151,7 @@ async fn session(auth: &Auth, username: &str) -> (String, String) {
     };
     let tokens = match auth.register(registration(&credentials), &client).await {
         Ok(tokens) => tokens,
-        Err(_) => auth.login(credentials, &client).await.expect("login"),
+        Err(_) => auth.login(credentials, &client).await.expect("login").signed_in().expect("no second factor"),
     };
     (tokens.access.token, tokens.refresh.expose().to_string())
 }

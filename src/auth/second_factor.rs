@@ -29,9 +29,19 @@ const MFA_MAX_FAILURES: i64 = 5;
 /// What a password login leads to.
 #[derive(Debug)]
 pub enum LoginOutcome {
-    SignedIn(NewTokens),
+    SignedIn(Box<NewTokens>),
     /// The account has a second factor: `mfa_token` and a code finish it.
     SecondFactor { mfa_token: RefreshToken },
+}
+
+impl LoginOutcome {
+    /// The session, if the password was all it took.
+    pub fn signed_in(self) -> Option<NewTokens> {
+        match self {
+            Self::SignedIn(tokens) => Some(*tokens),
+            Self::SecondFactor { .. } => None,
+        }
+    }
 }
 
 /// The second factor a code proved, as the access token's `amr` names it.
@@ -222,7 +232,8 @@ impl Auth {
     /// the sign-in waiting for its second step.
     pub(super) async fn password_accepted(&self, user: &UserRecord, client: &ClientInfo) -> Result<LoginOutcome, AuthError> {
         if self.confirmed_totp(&user.id).await?.is_none() {
-            return Ok(LoginOutcome::SignedIn(self.start_session(user, client, AuditKind::LoginOk, "pwd").await?));
+            let tokens = self.start_session(user, client, AuditKind::LoginOk, "pwd").await?;
+            return Ok(LoginOutcome::SignedIn(Box::new(tokens)));
         }
         let token = RefreshToken::generate();
         let challenge = MfaChallenge {

@@ -135,7 +135,7 @@ impl Auth {
         if method == "recovery" {
             self.recovery_code_used(&user, &claims.sid, client, now).await?;
         }
-        Ok(self.tokens.issue((&session).into(), now)?)
+        self.tokens.issue((&session).into(), now)
     }
 }
 

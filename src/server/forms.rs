@@ -118,7 +118,7 @@ async fn credentials_form(state: &AppState, client: &ClientInfo, request: Reques
             password: form.password,
             email: form.email,
         };
-        state.auth.register(registration, client).await.map(LoginOutcome::SignedIn)
+        state.auth.register(registration, client).await.map(|tokens| LoginOutcome::SignedIn(Box::new(tokens)))
     } else {
         let credentials = Credentials {
             username: form.username,
