@@ -1,5 +1,5 @@
 import { expect, test, type Browser, type Page } from "@playwright/test";
-import { baseURL } from "../playwright.config";
+import { baseURL, shortLivedURL } from "../playwright.config";
 import { AppPage, CredentialsPage, waitForHydration } from "./pages/app";
 import { createAccount, uniqueName } from "./support";
 
@@ -10,8 +10,8 @@ import { createAccount, uniqueName } from "./support";
  */
 const localhost = baseURL.replace("127.0.0.1", "localhost");
 
-async function withAuthenticator(browser: Browser) {
-  const context = await browser.newContext({ baseURL: localhost });
+async function withAuthenticator(browser: Browser, base = localhost) {
+  const context = await browser.newContext({ baseURL: base });
   const page = await context.newPage();
   const cdp = await context.newCDPSession(page);
   await cdp.send("WebAuthn.enable");
@@ -168,5 +168,33 @@ test("without JavaScript the login page shows no passkey button and the password
   await page.getByLabel("Password", { exact: true }).fill("violet-harbour-quantum-87");
   await page.getByTestId("submit").click();
   await expect(page).toHaveURL(`${localhost}/`);
+  await context.close();
+});
+
+test("a passkey confirms it is you before a sensitive change, which then goes through", async ({ browser }) => {
+  test.setTimeout(90_000);
+  // This server's sign-ins count as recent for 30 seconds.
+  const { context, page, credentials } = await withAuthenticator(browser, shortLivedURL.replace("127.0.0.1", "localhost"));
+  const username = uniqueName("pk");
+  const form = new CredentialsPage(page);
+  await form.gotoRegister();
+  await form.username.fill(username);
+  await page.getByTestId("passkey-sign-up").click();
+  const app = new AppPage(page);
+  await app.expectDashboardOf(username);
+  await page.waitForTimeout(31_000);
+
+  // Its first password: a sensitive change like any password change.
+  await app.nav("Account").click();
+  await page.getByLabel("New password").fill("a-first-password-for-this-87");
+  await page.getByTestId("password-form").getByTestId("submit").click();
+  const dialog = page.getByTestId("reauth-dialog");
+  await expect(dialog).toBeVisible();
+  await dialog.getByTestId("reauth-passkey").click();
+  await expect(dialog).toBeHidden();
+  await expect(page.getByTestId("password-form").getByTestId("notice-message")).toContainText("Password changed");
+  const login = await page.request.post("/auth/login", { data: { username, password: "a-first-password-for-this-87" } });
+  expect(login.status()).toBe(200);
+  expect(await credentials()).toHaveLength(1);
   await context.close();
 });

@@ -87,6 +87,8 @@ test("a recovery code signs in once, without JavaScript too", async ({ browser, 
   await expect(page.getByTestId("dashboard-username")).toHaveText(username);
   await new TwoFactorPage(page).goto();
   await expect(new TwoFactorPage(page).recoveryLeft).toHaveText("Recovery codes left: 9");
+  await page.goto("/account");
+  await expect(page.getByTestId("two-step-summary")).toContainText("Recovery codes left: 9.");
 
   const { context: noScript, page: plain } = await withoutScript(browser);
   await passwordStep(plain, username);

@@ -69,11 +69,7 @@ pub fn AccountPage() -> impl IntoView {
         <Title text="Account · Gatehouse"/>
         <EmailSection error=email_error notice=email_notice/>
         <PasskeysSection/>
-        <section class="card">
-            <h1>"Two-step sign-in"</h1>
-            <p>"Ask for a code from an authenticator app after the password."
-                " " <a href=TWO_FACTOR data-testid="two-factor-link">"Set it up or change it"</a></p>
-        </section>
+        <TwoStepSection/>
         <section class="card">
             <h1>"Change your password"</h1>
             <p class="hint">"Every other session is signed out when the password changes; this one stays."</p>
@@ -301,5 +297,41 @@ fn PasskeyRow(
             <button type="button" class="secondary" on:click=rename data-testid="passkey-rename">"Rename"</button>
             <button type="button" class="secondary" on:click=remove data-testid="passkey-remove">"Remove"</button>
         </li>
+    }
+}
+
+/// Whether sign-in asks for a code, and how many recovery codes are left
+/// (loaded by the page guard, or on client-side navigation by the API);
+/// the changes themselves are on `/two-factor`.
+#[component]
+fn TwoStepSection() -> impl IntoView {
+    use crate::app::data::preloaded_data;
+    use crate::protocol::SecondFactorStatus;
+
+    let status = preloaded_data::<SecondFactorStatus>();
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| {
+        if status.with_untracked(Option::is_none) {
+            let store = AuthStore::from_context();
+            leptos::task::spawn_local(async move {
+                let found = crate::app::client::Api::new(store).get::<SecondFactorStatus>("/auth/mfa").await;
+                status.set(Some(found.map_err(crate::app::data::LoadError::from)));
+            });
+        }
+    });
+    let summary = move || match status.get() {
+        Some(Ok(SecondFactorStatus { totp: true, recovery_codes_left, .. })) => {
+            format!("On: signing in asks for a code from your authenticator app. Recovery codes left: {recovery_codes_left}.")
+        }
+        Some(Ok(_)) => "Off: signing in needs only your password.".to_string(),
+        Some(Err(err)) => err.to_string(),
+        None => String::new(),
+    };
+    view! {
+        <section class="card">
+            <h1>"Two-step sign-in"</h1>
+            <p data-testid="two-step-summary">{summary}</p>
+            <p><a href=TWO_FACTOR data-testid="two-factor-link">"Set it up or change it"</a></p>
+        </section>
     }
 }

@@ -39,7 +39,7 @@ page_table! {
     REGISTER = "/register": GuestOnly => credentials::RegisterPage;
     DASHBOARD = "/": Member => dashboard::DashboardPage;
     SESSIONS = "/sessions": Member => sessions::SessionsPage, preload sessions::preload;
-    ACCOUNT = "/account": Member => account::AccountPage;
+    ACCOUNT = "/account": Member => account::AccountPage, preload two_factor::preload;
     TWO_FACTOR = "/two-factor": Member => two_factor::TwoFactorPage, preload two_factor::preload;
     ADMIN = "/admin": Admin => admin::AdminPage, preload admin::preload;
     FORGOT_PASSWORD = "/forgot-password": Public => recovery::ForgotPasswordPage;
