@@ -6,7 +6,7 @@ use super::events::SessionEvent;
 use super::limits::address_key;
 use super::password::{Password, Verification};
 use super::{Auth, AuthError, ClientInfo, NewTokens, ROLE_USER};
-use super::email::check_email;
+use super::email::{check_email, CheckedEmail};
 use crate::protocol::{password_rule, username_rule, AccessClaims, Me, PasswordChange, Registration};
 use crate::store::{StoreError, UserRecord};
 
@@ -23,7 +23,20 @@ impl Auth {
         self.limits
             .registration(&address_key(client.ip.as_deref().unwrap_or_default()))
             .await?;
-        let mut user = self.create_user(&username, Password::new(password), ROLE_USER).await?;
+        let user = self.create_user(&username, Password::new(password), ROLE_USER).await?;
+        self.registered(user, email, client, "pwd").await
+    }
+
+    /// The end of a registration (by password or passkey): the address it
+    /// named asked for (one another account has verified is left out
+    /// without a word), then its first session, proved by `amr`.
+    pub(super) async fn registered(
+        &self,
+        mut user: UserRecord,
+        email: Option<CheckedEmail>,
+        client: &ClientInfo,
+        amr: &str,
+    ) -> Result<NewTokens, AuthError> {
         if let Some(email) = email {
             let address = email.address.clone();
             match self.ask_for_email_of(&user, email, client).await {
@@ -32,7 +45,7 @@ impl Auth {
                 Err(err) => return Err(err),
             }
         }
-        self.start_session(&user, client, AuditKind::Register, "pwd").await
+        self.start_session(&user, client, AuditKind::Register, amr).await
     }
 
     /// Creates an account after checking the name and the password's strength.

@@ -307,7 +307,7 @@ impl Auth {
         let key = self.free_username_key(&state.username).await?;
         let email = state.email.as_deref().map(check_email).transpose()?;
         let now = self.now();
-        let mut user = UserRecord {
+        let user = UserRecord {
             id: user_id,
             username: state.username,
             role: ROLE_USER.to_string(),
@@ -325,15 +325,7 @@ impl Auth {
             Err(err) => return Err(err.into()),
         }
         self.passkey_added(Some(&user), &record, None, client).await?;
-        if let Some(email) = email {
-            let address = email.address.clone();
-            match self.ask_for_email_of(&user, email, client).await {
-                Ok(()) => user.pending_email = Some(address),
-                Err(AuthError::EmailTaken) => {}
-                Err(err) => return Err(err),
-            }
-        }
-        self.start_session(&user, client, AuditKind::Register, "webauthn").await
+        self.registered(user, email, client, "webauthn").await
     }
 
     /// Begins a sign-in with a passkey: options for the browser's

@@ -231,7 +231,9 @@ impl Auth {
     /// After a right password: a session, or for an account with an app,
     /// the sign-in waiting for its second step.
     pub(super) async fn password_accepted(&self, user: &UserRecord, client: &ClientInfo) -> Result<LoginOutcome, AuthError> {
-        if self.confirmed_totp(&user.id).await?.is_none() {
+        // Whether one is confirmed is enough here: the secret is read at the second step.
+        let has_app = self.store.totp_of(&user.id).await?.is_some_and(|t| t.confirmed_at.is_some());
+        if !has_app {
             let tokens = self.start_session(user, client, AuditKind::LoginOk, "pwd").await?;
             return Ok(LoginOutcome::SignedIn(Box::new(tokens)));
         }
