@@ -71,7 +71,7 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
 }
 
 fn describe() {
-    describe_counter!(LOGINS, "Password logins, by outcome.");
+    describe_counter!(LOGINS, "Sign-ins, by method and outcome.");
     describe_counter!(REFRESHES, "Refresh-token presentations, by verdict.");
     describe_counter!(RATE_LIMITED, "Requests refused by a rate limit, by limit.");
     describe_gauge!(LIVE_SESSIONS, "Live sessions in the database (every instance's).");
@@ -96,12 +96,30 @@ fn describe() {
     );
 }
 
-/// A password login ended with `outcome` (`ok`, `second_factor`: the
-/// password was right and a code is asked for, `invalid_credentials`,
-/// `rate_limited`, `error`), or its second step did (`code_ok`,
+/// How a sign-in proved who it was (label `method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginMethod {
+    /// A password, and for an account with an app its second step.
+    Password,
+    /// A passkey's assertion.
+    Passkey,
+}
+
+impl LoginMethod {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Password => "password",
+            Self::Passkey => "passkey",
+        }
+    }
+}
+
+/// A sign-in ended with `outcome` (`ok`, `second_factor`: the password was
+/// right and a code is asked for, `invalid_credentials`, `rate_limited`,
+/// `error`), or a password login's second step did (`code_ok`,
 /// `invalid_code`).
-pub fn login(outcome: &'static str) {
-    counter!(LOGINS, "outcome" => outcome).increment(1);
+pub fn login(method: LoginMethod, outcome: &'static str) {
+    counter!(LOGINS, "method" => method.label(), "outcome" => outcome).increment(1);
 }
 
 pub fn refresh(verdict: RefreshVerdict) {

@@ -7,6 +7,7 @@ use super::password::{Password, Verification};
 use super::refresh_token::RefreshToken;
 use super::second_factor::LoginOutcome;
 use super::{Auth, AuthError, ClientInfo, NewTokens};
+use crate::metrics::LoginMethod;
 use crate::protocol::{password_rule, username_rule, Credentials};
 use crate::store::{NewSession, SessionRecord, UserRecord};
 
@@ -20,12 +21,10 @@ impl Auth {
         let outcome = match &result {
             Ok(LoginOutcome::SignedIn(_)) => "ok",
             Ok(LoginOutcome::SecondFactor { .. }) => "second_factor",
-            Err(AuthError::InvalidCredentials) => "invalid_credentials",
-            Err(AuthError::RateLimited { .. }) => "rate_limited",
-            Err(_) => "error",
+            Err(err) => failed_login_outcome(err),
         };
         tracing::info!(outcome, "login");
-        crate::metrics::login(outcome);
+        crate::metrics::login(LoginMethod::Password, outcome);
         result
     }
 
@@ -186,5 +185,15 @@ impl Auth {
             at: session.created_at,
         })
         .await;
+    }
+}
+
+/// How a failed sign-in is counted and logged: by what a client was told,
+/// never by whom.
+pub(super) fn failed_login_outcome(err: &AuthError) -> &'static str {
+    match err {
+        AuthError::InvalidCredentials => "invalid_credentials",
+        AuthError::RateLimited { .. } => "rate_limited",
+        _ => "error",
     }
 }

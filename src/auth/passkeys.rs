@@ -28,8 +28,10 @@ use super::audit::{AuditKind, Event};
 use super::email::check_email;
 use super::events::{PasskeyChange, SessionEvent};
 use super::limits::address_key;
+use super::login::failed_login_outcome;
 use super::{Auth, AuthError, ClientInfo, NewTokens, ROLE_USER};
 use crate::config::Settings;
+use crate::metrics::LoginMethod;
 use crate::protocol::{AccessClaims, PasskeyLoginStart, PasskeySignUp, PasskeySignUpStart, PasskeyView};
 use crate::store::{CeremonyKind, PasskeyRecord, Removal, StoreError, UserRecord};
 
@@ -351,6 +353,22 @@ impl Auth {
     /// as a password login, with `amr: ["webauthn"]`. Every failure is
     /// `InvalidCredentials`, whether or not the credential is known.
     pub async fn finish_passkey_login(
+        &self,
+        ceremony: &str,
+        credential: &PublicKeyCredential,
+        client: &ClientInfo,
+    ) -> Result<NewTokens, AuthError> {
+        let result = self.check_passkey_and_start(ceremony, credential, client).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(err) => failed_login_outcome(err),
+        };
+        tracing::info!(outcome, "passkey login");
+        crate::metrics::login(LoginMethod::Passkey, outcome);
+        result
+    }
+
+    async fn check_passkey_and_start(
         &self,
         ceremony: &str,
         credential: &PublicKeyCredential,

@@ -18,6 +18,7 @@ use super::refresh_token::RefreshToken;
 use super::step_up::amr_with;
 use super::totp::{generate_recovery_codes, qr_svg, recovery_code_hash, SecondFactorCode, TotpSecret};
 use super::{Auth, AuthError, ClientInfo, NewTokens};
+use crate::metrics::LoginMethod;
 use crate::protocol::{username_rule, AccessClaims, MfaLogin, RecoveryCodes, SecondFactorStatus, TotpSetup};
 use crate::store::{MfaChallenge, UserRecord};
 
@@ -262,7 +263,7 @@ impl Auth {
             self.store.mfa_challenge_failed(&hash, MFA_MAX_FAILURES).await?;
             self.second_factor_failed(&user, "", client, "sign-in").await?;
             tracing::info!(outcome = "invalid_code", "login second step");
-            crate::metrics::login("invalid_code");
+            crate::metrics::login(LoginMethod::Password, "invalid_code");
             return Err(AuthError::InvalidCode);
         };
         if !self.store.take_mfa_challenge(&hash, now).await? {
@@ -280,7 +281,7 @@ impl Auth {
             self.recovery_code_used(&user, &tokens.session.id, client, now).await?;
         }
         tracing::info!(outcome = "ok", method = method.amr(), "login second step");
-        crate::metrics::login("code_ok");
+        crate::metrics::login(LoginMethod::Password, "code_ok");
         Ok(tokens)
     }
 

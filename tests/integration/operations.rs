@@ -19,7 +19,7 @@ const X_REQUEST_ID: &str = "x-request-id";
 
 /// The sum of the samples of `name` whose labels include `labels`, as the
 /// Prometheus text format writes them; 0 where there are none.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
         .filter(|line| !line.starts_with('#'))
         .filter_map(|line| {

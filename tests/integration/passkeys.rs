@@ -121,7 +121,19 @@ async fn finish_login(server: &Api, ceremony: &str, credential: &Value) -> reqwe
         .await
 }
 
+/// `gatehouse_logins_total` of passkey sign-ins with `outcome`, in this test
+/// process (other tests' sign-ins count too, so callers compare with `>=`).
+fn passkey_logins(metrics: &metrics_exporter_prometheus::PrometheusHandle, outcome: &str) -> f64 {
+    crate::operations::sample(
+        &metrics.render(),
+        "gatehouse_logins_total",
+        &[("method", "passkey"), ("outcome", outcome)],
+    )
+}
+
 async fn a_passkey_is_added_and_signs_in_without_a_username(backend: Backend) {
+    let metrics = gatehouse::metrics::install().unwrap();
+    let signed_in_before = passkey_logins(&metrics, "ok");
     let server = TestServer::start(backend).await;
     let alice = server.register("alice").await;
     let mut laptop = device();
@@ -150,6 +162,7 @@ async fn a_passkey_is_added_and_signs_in_without_a_username(backend: Backend) {
     let events = server.auth.store().recent_audit(None, 50).await.unwrap();
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     assert!(kinds.contains(&"passkey_added") && kinds.contains(&"passkey_login"), "{kinds:?}");
+    assert!(passkey_logins(&metrics, "ok") >= signed_in_before + 1.0, "counted in the metrics");
     server.finish().await;
 }
 
@@ -181,6 +194,8 @@ async fn a_ceremony_is_used_once_and_finishes_on_any_instance(backend: Backend) 
 }
 
 async fn foreign_and_removed_credentials_are_refused_alike(backend: Backend) {
+    let metrics = gatehouse::metrics::install().unwrap();
+    let refused_before = passkey_logins(&metrics, "invalid_credentials");
     let server = TestServer::start(backend).await;
     let alice = server.register("alice").await;
     let mut laptop = device();
@@ -215,6 +230,10 @@ async fn foreign_and_removed_credentials_are_refused_alike(backend: Backend) {
     let (ceremony, options) = begin_login(&server).await;
     let credential = assert_with(&mut laptop, &options).await;
     assert_eq!(finish_login(&server, &ceremony, &credential).await.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        passkey_logins(&metrics, "invalid_credentials") >= refused_before + 3.0,
+        "each refusal counted"
+    );
 
     // Garbage bodies are answered in the error format, never 500.
     for body in [json!({}), json!({"ceremony": "x", "credential": {}}), json!({"ceremony": ceremony, "credential": "AAAA"})] {
