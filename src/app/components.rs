@@ -171,6 +171,10 @@ pub fn Header() -> impl IntoView {
                 </form>
             </div>
         </header>
+        // Every change that may ask to confirm it is you is on a page with
+        // this header; here, the dialog loads with the protected pages' chunk
+        // rather than with every page (the login page never needs it).
+        <ReauthDialog/>
     }
 }
 

@@ -99,7 +99,6 @@ pub fn App() -> impl IntoView {
         <Router>
             {pages::page_routes(NotFound)}
         </Router>
-        <components::ReauthDialog/>
     }
 }
 
