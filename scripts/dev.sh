@@ -96,14 +96,24 @@ tool_install() {
 # - scripts/cargo-leptos-without-new.patch: `cargo leptos new`, which nothing
 #   here runs, is left out with cargo-generate, a quarter of its dependencies
 #   (gix, a scripting engine, a DNS resolver), so a fresh machine builds it
-#   sooner.
+#   sooner;
+# - scripts/cargo-leptos-without-downloads.patch: the code that downloads and
+#   unpacks tools (wasm-bindgen, wasm-opt, sass, tailwind) is gone with its
+#   HTTP client, TLS stack (a CMake build of aws-lc) and archive readers, 42
+#   crates: `no_downloads` already had it take them from PATH, and it now says
+#   so clearly when one is missing. Fewer things to build that can fail; the
+#   time it saves was lost in the noise (12m13s before, 13m42s after, on 2 cores).
 # Its lock file is updated for one crate only (and rayon, which it needs
 # newer): wasm-split 0.2.4, which attributes a relocation to the innermost
 # symbol that holds it. With the 0.2.3 cargo-leptos locks, the password rule's
 # dictionaries (1.1 MB of data) stayed in the module every page loads (566 KB
 # brotli instead of 157 KB) rather than in their lazily loaded chunk.
 # A mark beside it says which patches and versions the installed one has.
-CARGO_LEPTOS_PATCHES=("$ROOT/scripts/cargo-leptos-empty-chunks.patch" "$ROOT/scripts/cargo-leptos-without-new.patch")
+CARGO_LEPTOS_PATCHES=(
+  "$ROOT/scripts/cargo-leptos-empty-chunks.patch"
+  "$ROOT/scripts/cargo-leptos-without-new.patch"
+  "$ROOT/scripts/cargo-leptos-without-downloads.patch"
+)
 WASM_SPLIT_VERSION=0.2.4
 cargo_leptos_mark() {
   local marked
