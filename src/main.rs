@@ -18,6 +18,13 @@ use gatehouse::server::listen::HEADER_READ_TIMEOUT;
 use gatehouse::server::{app, AppState};
 use gatehouse::store::Store;
 
+/// mimalloc rather than glibc's malloc: under `make soak` the server's resident
+/// memory with glibc still climbed after ten minutes (freed memory held in an
+/// arena per allocating thread, sqlx's SQLite threads among them); with
+/// mimalloc it is level from the first minute (BENCHMARKS.md, "Memory").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "gatehouse", version, about = "JWT login for Leptos apps")]
 struct Cli {

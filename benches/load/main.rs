@@ -16,6 +16,10 @@ mod report;
 mod sockets;
 mod wrk;
 
+/// The server's allocator (see `src/main.rs`), so the figures are the shipped binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -201,6 +205,7 @@ async fn run(chosen: Selection) {
     }
     report.token_microbenchmarks(std::path::Path::new("target/criterion/access_token"));
     let path = std::path::Path::new("BENCHMARKS.md");
+    report.keep_soak_section(&std::fs::read_to_string(path).unwrap_or_default());
     std::fs::write(path, report.render()).expect("write BENCHMARKS.md");
     println!("wrote {}", path.display());
 }

@@ -9,6 +9,9 @@ use super::wrk::{merge, Measured, Turns, ROUNDS, TURN};
 
 /// The last line of BENCHMARKS.md: what each change did to these figures is
 /// kept by hand in a file of its own, so a run rewrites this one whole.
+/// The heading of the section [`Report::keep_soak_section`] carries over.
+pub const SOAK_HEADING: &str = "## Memory under `make soak`";
+
 const LOG_POINTER: &str =
     "What each optimisation changed, with figures from the runs before and after it: [docs/optimisation-log.md](docs/optimisation-log.md).";
 
@@ -44,6 +47,7 @@ pub struct Report {
     latencies: Vec<String>,
     sections: Vec<String>,
     notes: Vec<String>,
+    soak: Option<String>,
 }
 
 fn verdict(ratio: f64, goal: f64) -> &'static str {
@@ -211,6 +215,22 @@ impl Report {
         self.sections.push(text);
     }
 
+    /// Carries over the section of `previous` (the last BENCHMARKS.md)
+    /// headed [`SOAK_HEADING`]: `make soak`'s ten-minute memory curves, which
+    /// a bench run does not measure, kept by hand until the next soak.
+    pub fn keep_soak_section(&mut self, previous: &str) {
+        let Some(start) = previous.find(SOAK_HEADING) else {
+            return;
+        };
+        let body = &previous[start + SOAK_HEADING.len()..];
+        let end = [body.find("\n## "), body.find(LOG_POINTER)]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(body.len());
+        self.soak = Some(format!("{SOAK_HEADING}{}", body[..end].trim_end()));
+    }
+
     pub fn note(&mut self, text: &str) {
         self.notes.push(text.into());
     }
@@ -243,6 +263,11 @@ impl Report {
         for section in &self.sections {
             out.push('\n');
             out.push_str(section);
+        }
+        if let Some(soak) = &self.soak {
+            out.push('\n');
+            out.push_str(soak);
+            out.push('\n');
         }
         if !self.notes.is_empty() {
             out.push_str("\n## Notes\n\n");
