@@ -10,6 +10,17 @@ import { createAccount, uniqueName } from "./support";
  */
 const localhost = baseURL.replace("127.0.0.1", "localhost");
 
+/** Signs up with the page's authenticator, no password: the dashboard of `username`. */
+async function signUpWithPasskey(page: Page, username: string) {
+  const form = new CredentialsPage(page);
+  await form.gotoRegister();
+  await form.username.fill(username);
+  await page.getByTestId("passkey-sign-up").click();
+  const app = new AppPage(page);
+  await app.expectDashboardOf(username);
+  return app;
+}
+
 async function withAuthenticator(browser: Browser, base = localhost) {
   const context = await browser.newContext({ baseURL: base });
   const page = await context.newPage();
@@ -136,12 +147,7 @@ test("a passkey copied to another authenticator is refused while the original go
 test("signing up with a passkey makes an account with no password", async ({ browser, request }) => {
   const username = uniqueName("pk");
   const { context, page, credentials } = await withAuthenticator(browser);
-  const form = new CredentialsPage(page);
-  await form.gotoRegister();
-  await form.username.fill(username);
-  await page.getByTestId("passkey-sign-up").click();
-  const app = new AppPage(page);
-  await app.expectDashboardOf(username);
+  const app = await signUpWithPasskey(page, username);
   expect((await credentials()).filter((c) => c.isResidentCredential)).toHaveLength(1);
   // No password signs in to it; the passkey does, through the login page's autofill.
   const login = await request.post("/auth/login", { data: { username, password: "violet-harbour-quantum-87" } });
@@ -176,12 +182,7 @@ test("a passkey confirms it is you before a sensitive change, which then goes th
   // This server's sign-ins count as recent for 30 seconds.
   const { context, page, credentials } = await withAuthenticator(browser, shortLivedURL.replace("127.0.0.1", "localhost"));
   const username = uniqueName("pk");
-  const form = new CredentialsPage(page);
-  await form.gotoRegister();
-  await form.username.fill(username);
-  await page.getByTestId("passkey-sign-up").click();
-  const app = new AppPage(page);
-  await app.expectDashboardOf(username);
+  const app = await signUpWithPasskey(page, username);
   await page.waitForTimeout(31_000);
 
   // Its first password: a sensitive change like any password change.
