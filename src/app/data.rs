@@ -71,14 +71,38 @@ where
     data
 }
 
-/// What the page guard loaded for this page, as a signal the page may set
-/// later; `None` on a page reached by client-side navigation, which then
-/// fetches it itself.
-pub fn preloaded_data<T>() -> PageData<T>
+/// What the page guard loaded for this page; on a page reached by
+/// client-side navigation, what `api_path` answers, fetched once. The page may
+/// set the signal later, or fetch it again with `fetch_into`.
+pub fn preloaded_data<T>(api_path: &'static str) -> PageData<T>
 where
     T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    RwSignal::new(SharedValue::new(preloaded::<T>).into_inner())
+    let data = RwSignal::new(SharedValue::new(preloaded::<T>).into_inner());
+    #[cfg(feature = "hydrate")]
+    {
+        let store = crate::app::auth_store::AuthStore::from_context();
+        Effect::new(move |_| {
+            if data.with_untracked(Option::is_none) {
+                fetch_into(store, data, api_path);
+            }
+        });
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = api_path;
+    data
+}
+
+/// Fetches `api_path` into `data`, in the background.
+#[cfg(feature = "hydrate")]
+pub fn fetch_into<T>(store: crate::app::auth_store::AuthStore, data: PageData<T>, api_path: &'static str)
+where
+    T: DeserializeOwned + Send + Sync + 'static,
+{
+    leptos::task::spawn_local(async move {
+        let found = crate::app::client::Api::new(store).get::<T>(api_path).await;
+        data.set(Some(found.map_err(LoadError::from)));
+    });
 }
 
 /// `path` with `?cursor=` when there is one: the API path of a page of a list.

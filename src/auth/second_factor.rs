@@ -20,7 +20,7 @@ use super::totp::{generate_recovery_codes, qr_svg, recovery_code_hash, SecondFac
 use super::{Auth, AuthError, ClientInfo, NewTokens};
 use crate::metrics::LoginMethod;
 use crate::protocol::{username_rule, AccessClaims, MfaLogin, RecoveryCodes, SecondFactorStatus, TotpSetup};
-use crate::store::{MfaChallenge, UserRecord};
+use crate::store::{MfaChallenge, TotpRecord, UserRecord};
 
 /// How long a sign-in waits for its second step.
 pub const MFA_TOKEN_SECONDS: i64 = 300;
@@ -93,17 +93,17 @@ impl Auth {
     /// The user's confirmed app secret, if they have one.
     async fn confirmed_totp(&self, user_id: &str) -> Result<Option<TotpSecret>, AuthError> {
         match self.store.totp_of(user_id).await? {
-            Some(record) if record.confirmed_at.is_some() => Ok(Some(self.open_totp(user_id, &record.secret)?)),
+            Some(record) if record.is_confirmed() => Ok(Some(self.open_totp(user_id, &record.secret)?)),
             _ => Ok(None),
         }
     }
 
     pub async fn second_factor_status(&self, claims: &AccessClaims) -> Result<SecondFactorStatus, AuthError> {
         let record = self.store.totp_of(&claims.sub).await?;
-        let totp = record.as_ref().is_some_and(|t| t.confirmed_at.is_some());
+        let totp = record.as_ref().is_some_and(TotpRecord::is_confirmed);
         let recovery_codes_left = if totp { self.store.recovery_codes_left(&claims.sub).await? } else { 0 };
         let setup = match record {
-            Some(pending) if pending.confirmed_at.is_none() => {
+            Some(pending) if !pending.is_confirmed() => {
                 let user = self.store.user_by_id(&claims.sub).await?.ok_or(AuthError::InvalidToken)?;
                 Some(self.setup_view(&user, &self.open_totp(&user.id, &pending.secret)?)?)
             }
@@ -153,7 +153,7 @@ impl Auth {
             .store
             .totp_of(&user.id)
             .await?
-            .filter(|record| record.confirmed_at.is_none())
+            .filter(|record| !record.is_confirmed())
             .ok_or(AuthError::TotpNotEnabled)?;
         let secret = self.open_totp(&user.id, &pending.secret)?;
         let attempt = self.limits.login_attempt(&username_rule::key(&user.username), &client_key(client)).await?;
@@ -233,7 +233,7 @@ impl Auth {
     /// the sign-in waiting for its second step.
     pub(super) async fn password_accepted(&self, user: &UserRecord, client: &ClientInfo) -> Result<LoginOutcome, AuthError> {
         // Whether one is confirmed is enough here: the secret is read at the second step.
-        let has_app = self.store.totp_of(&user.id).await?.is_some_and(|t| t.confirmed_at.is_some());
+        let has_app = self.store.totp_of(&user.id).await?.as_ref().is_some_and(TotpRecord::is_confirmed);
         if !has_app {
             let tokens = self.start_session(user, client, AuditKind::LoginOk, "pwd").await?;
             return Ok(LoginOutcome::SignedIn(Box::new(tokens)));

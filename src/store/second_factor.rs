@@ -17,6 +17,13 @@ pub struct TotpRecord {
     pub last_step: Option<i64>,
 }
 
+impl TotpRecord {
+    /// Whether a code from the app was accepted: only then is it asked for at sign-in.
+    pub fn is_confirmed(&self) -> bool {
+        self.confirmed_at.is_some()
+    }
+}
+
 /// A password sign-in waiting for its second step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MfaChallenge {

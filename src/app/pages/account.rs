@@ -308,17 +308,7 @@ fn TwoStepSection() -> impl IntoView {
     use crate::app::data::preloaded_data;
     use crate::protocol::SecondFactorStatus;
 
-    let status = preloaded_data::<SecondFactorStatus>();
-    #[cfg(feature = "hydrate")]
-    Effect::new(move |_| {
-        if status.with_untracked(Option::is_none) {
-            let store = AuthStore::from_context();
-            leptos::task::spawn_local(async move {
-                let found = crate::app::client::Api::new(store).get::<SecondFactorStatus>("/auth/mfa").await;
-                status.set(Some(found.map_err(crate::app::data::LoadError::from)));
-            });
-        }
-    });
+    let status = preloaded_data::<SecondFactorStatus>("/auth/mfa");
     let summary = move || match status.get() {
         Some(Ok(SecondFactorStatus { totp: true, recovery_codes_left, .. })) => {
             format!("On: signing in asks for a code from your authenticator app. Recovery codes left: {recovery_codes_left}.")

@@ -15,8 +15,6 @@ use leptos_meta::Title;
 
 use crate::app::auth_store::AuthStore;
 use crate::app::components::{page_messages, Announce};
-#[cfg(feature = "hydrate")]
-use crate::app::data::LoadError;
 use crate::app::data::preloaded_data;
 use crate::app::routes::{ACCOUNT, TWO_FACTOR};
 use crate::protocol::SecondFactorStatus;
@@ -36,7 +34,7 @@ pub async fn preload(
 #[component]
 pub fn TwoFactorPage() -> impl IntoView {
     let store = AuthStore::from_context();
-    let status = preloaded_data::<SecondFactorStatus>();
+    let status = preloaded_data::<SecondFactorStatus>("/auth/mfa");
     // Shown once, after a confirmation or a renewal.
     let codes = RwSignal::new(None::<Vec<String>>);
     let code = RwSignal::new(String::new());
@@ -44,19 +42,7 @@ pub fn TwoFactorPage() -> impl IntoView {
     let pending = RwSignal::new(false);
 
     #[cfg(feature = "hydrate")]
-    let load = move || {
-        leptos::task::spawn_local(async move {
-            let found = crate::app::client::Api::new(store).get::<SecondFactorStatus>("/auth/mfa").await;
-            status.set(Some(found.map_err(LoadError::from)));
-        });
-    };
-    // Reached by client-side navigation, the page has no data yet.
-    #[cfg(feature = "hydrate")]
-    Effect::new(move |_| {
-        if status.with_untracked(Option::is_none) {
-            load();
-        }
-    });
+    let load = move || crate::app::data::fetch_into(store, status, "/auth/mfa");
 
     /// Runs `call` instead of posting the form, unless another call is under
     /// way, and shows its refusal.
