@@ -1,7 +1,12 @@
 import { defineConfig } from "@playwright/test";
+import path from "node:path";
 
-// Tests run against the release build (`make test` builds it first) on a port
-// of their own and a fresh database, so a running dev server is not disturbed.
+// Tests run on a port of their own and a fresh database, so a running dev
+// server is not disturbed, against the release bundle (`cargo leptos build
+// --release --split`, hashed names listed in target/release/hash.txt) served by
+// the server binary the Rust tests build (`cargo test --features ssr`), unless
+// E2E_SERVER names another (target/release/gatehouse after `make run`, say).
+// `make test` builds both first.
 const port = Number(process.env.E2E_PORT ?? 3100);
 const shortPort = port + 1;
 export const baseURL = `http://127.0.0.1:${port}`;
@@ -11,6 +16,12 @@ export const databaseUrl = "sqlite://target/e2e/gatehouse.db";
 export const shortDatabaseUrl = "sqlite://target/e2e-short/gatehouse.db";
 /** The SMTP server the mail tests start (`tests/inbox.ts`); the usual server mails to it. */
 export const smtpPort = port + 2;
+/** The first of three ports the draining test takes: two instances and their load balancer. */
+export const drainingPorts = port + 3;
+
+/** The server under test, relative to the repository root. */
+export const serverBinary = process.env.E2E_SERVER ?? "target/debug/gatehouse";
+const hashFile = path.resolve(__dirname, "../target/release/hash.txt");
 
 export default defineConfig({
   testDir: "./tests",
@@ -56,21 +67,29 @@ export default defineConfig({
 
 function server(listen: number, dir: string, extra: Record<string, string>) {
   return {
-    command: `rm -rf ${dir} && exec target/release/gatehouse serve`,
+    command: `rm -rf ${dir} && exec ${serverBinary} serve`,
     cwd: "..",
     url: `http://127.0.0.1:${listen}/healthz`,
     reuseExistingServer: false,
     timeout: 60_000,
     stdout: "pipe" as const,
     stderr: "pipe" as const,
-    env: {
-      LEPTOS_SITE_ADDR: `127.0.0.1:${listen}`,
-      DATABASE_URL: `sqlite://${dir}/gatehouse.db`,
-      RUST_LOG: "warn",
-      // Many accounts and logins from one address, by design.
-      GATEHOUSE_REGISTRATIONS_PER_IP: "10000/hour",
-      GATEHOUSE_LOGIN_FAILURES_PER_IP: "10000/minute",
-      ...extra,
-    },
+    env: { ...serverEnv(listen, `sqlite://${dir}/gatehouse.db`), ...extra },
+  };
+}
+
+/** The environment of a server under test listening on `listen`. */
+export function serverEnv(listen: number, databaseUrl: string): Record<string, string> {
+  return {
+    LEPTOS_SITE_ADDR: `127.0.0.1:${listen}`,
+    DATABASE_URL: databaseUrl,
+    RUST_LOG: "warn",
+    // The bundle's file names: a binary finds them beside itself only
+    // where cargo-leptos built it.
+    LEPTOS_HASH_FILES: "true",
+    LEPTOS_HASH_FILE_NAME: hashFile,
+    // Many accounts and logins from one address, by design.
+    GATEHOUSE_REGISTRATIONS_PER_IP: "10000/hour",
+    GATEHOUSE_LOGIN_FAILURES_PER_IP: "10000/minute",
   };
 }

@@ -180,8 +180,9 @@ setup_browser() {
 
 # --split: each page, and the password strength rule with its dictionaries, go
 # in WASM chunks of their own, fetched where they are used instead of on every page.
+# More arguments go to cargo-leptos (`--frontend-only`: the bundle alone).
 build_release() {
-  env "${RELEASE_WASM_RUSTFLAGS[@]}" cargo leptos build --release --precompress --split "${LIB_CARGO_ARGS[@]}"
+  env "${RELEASE_WASM_RUSTFLAGS[@]}" cargo leptos build --release --precompress --split "${LIB_CARGO_ARGS[@]}" "$@"
 }
 
 start_database_services() {
@@ -242,7 +243,10 @@ case "$cmd" in
     phase "chromium" setup_browser
     phase "database services" start_database_services
     phase "rust tests" rust_tests
-    phase "release build" build_release
+    # The browser tests get the release bundle, served by the server binary
+    # the Rust tests just built (end2end/playwright.config.ts): a release
+    # server would be a third build of every dependency, for the same code.
+    phase "release bundle" build_release --frontend-only
     phase "playwright (chromium)" browser_tests
     ;;
   bench)

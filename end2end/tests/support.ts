@@ -2,6 +2,7 @@ import { execFileSync } from "node:child_process";
 import path from "node:path";
 import { expect, type APIRequestContext, type Browser, type BrowserContext, type Page } from "@playwright/test";
 import { AppPage, CredentialsPage } from "./pages/app";
+import { serverBinary } from "../playwright.config";
 
 /** Strong enough for the password rule (zxcvbn score 3 or more). */
 export const PASSWORD = "violet-harbour-quantum-87";
@@ -45,7 +46,7 @@ export function countRequests(page: Page | BrowserContext, pathname: string) {
 /** Creates an administrator with the CLI, against the database the server under test uses. */
 export function createAdmin(databaseUrl: string, username = uniqueName("admin")): string {
   const root = path.resolve(__dirname, "../..");
-  execFileSync(path.join(root, "target/release/gatehouse"), ["user", "create", "--username", username, "--role", "admin"], {
+  execFileSync(path.join(root, serverBinary), ["user", "create", "--username", username, "--role", "admin"], {
     cwd: root,
     input: `${PASSWORD}\n`,
     env: { ...process.env, DATABASE_URL: databaseUrl, RUST_LOG: "warn" },
