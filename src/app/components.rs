@@ -312,16 +312,19 @@ pub fn ReauthDialog() -> impl IntoView {
             if pending.get_untracked() {
                 return;
             }
-            pending.set(true);
-            error.set(None);
             let typed = secret.get_untracked();
             let proof = if with_code.get_untracked() {
                 Reauth { code: Some(typed), ..Reauth::default() }
             } else {
                 Reauth { password: Some(typed), ..Reauth::default() }
             };
+            let Ok(proof) = serde_json::to_string(&proof) else {
+                return;
+            };
+            pending.set(true);
+            error.set(None);
             leptos::task::spawn_local(async move {
-                match super::client::reauth::submit(store, proof).await {
+                match super::client::reauth::submit(store, &proof).await {
                     Ok(()) => secret.set(String::new()),
                     Err(err) => error.set(Some(error_message(err.code()).to_string())),
                 }

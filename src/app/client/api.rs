@@ -60,6 +60,13 @@ impl Api {
         response.json().await.map_err(|_| ClientError::Unavailable)
     }
 
+    /// A POST of JSON text answered with JSON, both as text: for bodies only
+    /// the browser reads (a passkey's options and credential).
+    pub async fn post_text(&self, path: &str, body: &str) -> Result<String, ClientError> {
+        let response = self.authorized(Method::POST, path, Some(body)).await?;
+        response.text().await.map_err(|_| ClientError::Unavailable)
+    }
+
     /// A call without an access token whose success has no body (202, 204).
     pub async fn send_public<B: Serialize>(&self, path: &str, body: &B) -> Result<(), ClientError> {
         let body = serde_json::to_string(body).map_err(|_| ClientError::Unavailable)?;

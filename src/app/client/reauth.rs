@@ -9,7 +9,7 @@ use gloo_net::http::Method;
 
 use super::transport::{ok_or_refused, send_once, ClientError};
 use crate::app::auth_store::AuthStore;
-use crate::protocol::{Reauth, TokenResponse};
+use crate::protocol::TokenResponse;
 
 thread_local! {
     static WAITING: RefCell<Vec<oneshot::Sender<bool>>> = const { RefCell::new(Vec::new()) };
@@ -25,13 +25,13 @@ pub async fn confirmed(store: AuthStore) -> bool {
     receiver.await.unwrap_or(false)
 }
 
-/// Sends the password or code; on success stores the new token and lets the
-/// waiting changes go on. A refusal leaves the dialog open.
-pub async fn submit(store: AuthStore, proof: Reauth) -> Result<(), ClientError> {
-    let body = serde_json::to_string(&proof).map_err(|_| ClientError::Unavailable)?;
+/// Sends the proof (a `Reauth` body: the password, a code, or a passkey's
+/// answer); on success stores the new token and lets the waiting changes go
+/// on. A refusal leaves the dialog open.
+pub async fn submit(store: AuthStore, proof: &str) -> Result<(), ClientError> {
     let token = store.current();
     // Sent as it is: a wrong password is a 401 that no refresh would change.
-    let response = ok_or_refused(send_once(Method::POST, "/auth/reauth", Some(&body), token.as_ref()).await?).await?;
+    let response = ok_or_refused(send_once(Method::POST, "/auth/reauth", Some(proof), token.as_ref()).await?).await?;
     let answer: TokenResponse = response.json().await.map_err(|_| ClientError::Unavailable)?;
     store.set_token(&answer.access_token);
     finish(store, true);

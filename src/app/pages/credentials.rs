@@ -274,7 +274,7 @@ fn passkey_sign_in(store: AuthStore, error: RwSignal<Option<String>>) -> impl In
         use crate::app::client::passkeys::{autofill_available, sign_in, PasskeyError};
         leptos::task::spawn_local(async move {
             let has_autofill = autofill_available().await;
-            available.set(web_sys::window().is_some_and(|w| js_sys::Reflect::has(&w, &"PublicKeyCredential".into()).unwrap_or(false)));
+            available.set(crate::app::client::passkeys::supported());
             if !has_autofill {
                 return;
             }
@@ -340,9 +340,7 @@ fn passkey_sign_up(
     let available = RwSignal::new(false);
     #[cfg(feature = "hydrate")]
     Effect::new(move |_| {
-        available.set(web_sys::window().is_some_and(|w| {
-            js_sys::Reflect::has(&w, &"PublicKeyCredential".into()).unwrap_or(false)
-        }));
+        available.set(crate::app::client::passkeys::supported());
     });
     let pending = RwSignal::new(false);
     let click = move |_| {
