@@ -102,7 +102,12 @@ tool_install() {
 #   HTTP client, TLS stack (a CMake build of aws-lc) and archive readers, 42
 #   crates: `no_downloads` already had it take them from PATH, and it now says
 #   so clearly when one is missing. Fewer things to build that can fail; the
-#   time it saves was lost in the noise (12m13s before, 13m42s after, on 2 cores).
+#   time it saves was lost in the noise (12m13s before, 13m42s after, on 2 cores);
+# - scripts/cargo-leptos-external-minifiers.patch: release builds minify the
+#   JS glue and the CSS with esbuild (npm, in end2end/node_modules like
+#   wasm-opt) instead of swc and Lightning CSS, which with what only they
+#   needed were MEASURE of its crates. `cargo leptos watch` minifies nothing
+#   and needs neither.
 # Its lock file is updated for one crate only (and rayon, which it needs
 # newer): wasm-split 0.2.4, which attributes a relocation to the innermost
 # symbol that holds it. With the 0.2.3 cargo-leptos locks, the password rule's
@@ -113,6 +118,7 @@ CARGO_LEPTOS_PATCHES=(
   "$ROOT/scripts/cargo-leptos-empty-chunks.patch"
   "$ROOT/scripts/cargo-leptos-without-new.patch"
   "$ROOT/scripts/cargo-leptos-without-downloads.patch"
+  "$ROOT/scripts/cargo-leptos-external-minifiers.patch"
 )
 WASM_SPLIT_VERSION=0.2.4
 cargo_leptos_mark() {
@@ -166,9 +172,11 @@ setup_toolchain() {
 
 setup_node() {
   if ! command -v npm >/dev/null; then apt_install nodejs npm; fi
-  # binaryen from npm provides wasm-opt (Debian's binaryen 108 breaks the module);
+  # binaryen from npm provides wasm-opt (Debian's binaryen 108 breaks the
+  # module), esbuild the release build's minifier;
   # Playwright drives Debian's Chromium, so it must never download a browser.
-  if [ ! -x end2end/node_modules/.bin/wasm-opt ] || [ ! -d end2end/node_modules/@playwright/test ] \
+  if [ ! -x end2end/node_modules/.bin/wasm-opt ] || [ ! -x end2end/node_modules/.bin/esbuild ] \
+     || [ ! -d end2end/node_modules/@playwright/test ] \
      || [ end2end/package-lock.json -nt end2end/node_modules/.package-lock.json ]; then
     (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
   fi
