@@ -21,7 +21,7 @@ use super::navigation::leave_for_login;
 use super::tabs::{self, TabMessage};
 use super::transport::{discard, send_once, ClientError};
 use crate::app::auth_store::{now_seconds, AccessToken, AuthStore};
-use crate::protocol::{Me, TokenResponse};
+use crate::protocol::TokenResponse;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefreshError {
@@ -91,21 +91,12 @@ async fn run(store: AuthStore, stale: Option<AccessToken>) -> Result<AccessToken
         }
     })
     .await?;
-    if store.username_untracked().is_none() {
-        fill_username(store, &token).await;
+    // A refresh that started from an empty store: whose session it is, as the
+    // token says.
+    if store.username_untracked().is_none() && !token.claims.preferred_username.is_empty() {
+        store.set_username(token.claims.preferred_username.clone());
     }
     Ok(token)
-}
-
-/// After a refresh that started from an empty store, the page still needs to
-/// know whose session it is.
-async fn fill_username(store: AuthStore, token: &AccessToken) {
-    let Ok(response) = send_once(Method::GET, "/api/me", None, Some(token)).await else {
-        return;
-    };
-    if let Ok(me) = response.json::<Me>().await {
-        store.set_username(me.username);
-    }
 }
 
 /// [`refresh`], and when the server refuses it, the end of the session here and
