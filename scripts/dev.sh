@@ -66,7 +66,8 @@ wasm_mode() {
 MODE="$(wasm_mode)"
 LIB_CARGO_ARGS=()
 if [ "$MODE" = debian ]; then
-  # One compiler for every build, so the server, the tests and the WASM share artefacts.
+  # One compiler for every build. Rustup's would build all but the WASM faster:
+  # docs/development.md#first-run-time.
   export PATH="$ROOT/end2end/node_modules/.bin:/usr/bin:$PATH"
   export RUSTC=/usr/bin/rustc
   export RUSTC_BOOTSTRAP=1
@@ -107,8 +108,8 @@ tool_install() {
 # - scripts/cargo-leptos-external-minifiers.patch: release builds minify the
 #   JS glue and the CSS with esbuild (npm, in end2end/node_modules like
 #   wasm-opt) instead of swc and Lightning CSS, which with what only they
-#   needed were 185 of its 416 crates (built in 3m46s instead of about 12
-#   minutes on 2 cores). `cargo leptos watch` minifies nothing
+#   needed were 185 of its 416 crates (compiled in 8m15s instead of 12m13s
+#   with Debian's rustc on 2 cores). `cargo leptos watch` minifies nothing
 #   and needs neither.
 # Its lock file is updated for one crate only (and rayon, which it needs
 # newer): wasm-split 0.2.4, which attributes a relocation to the innermost
