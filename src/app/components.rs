@@ -308,23 +308,15 @@ pub fn ReauthDialog() -> impl IntoView {
         ev.prevent_default();
         #[cfg(feature = "hydrate")]
         {
-            use crate::protocol::Reauth;
             if pending.get_untracked() {
                 return;
             }
             let typed = secret.get_untracked();
-            let proof = if with_code.get_untracked() {
-                Reauth { code: Some(typed), ..Reauth::default() }
-            } else {
-                Reauth { password: Some(typed), ..Reauth::default() }
-            };
-            let Ok(proof) = serde_json::to_string(&proof) else {
-                return;
-            };
+            let is_code = with_code.get_untracked();
             pending.set(true);
             error.set(None);
             leptos::task::spawn_local(async move {
-                match super::client::reauth::submit(store, &proof).await {
+                match super::client::reauth::submit_typed(store, &typed, is_code).await {
                     Ok(()) => secret.set(String::new()),
                     Err(err) => error.set(Some(error_message(err.code()).to_string())),
                 }

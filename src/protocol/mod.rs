@@ -233,6 +233,11 @@ pub struct SecondFactorStatus {
 }
 debug_redacting!(SecondFactorStatus { totp, recovery_codes_left; secret: setup });
 
+impl SecondFactorStatus {
+    /// Where it is read: the API's route, and the pages that load it.
+    pub const PATH: &'static str = "/auth/mfa";
+}
+
 /// `POST /auth/reauth`: the password, a code (app or recovery), or a
 /// passkey's answer to a sign-in ceremony (`ceremony` and `credential`).
 #[derive(Clone, Default, Serialize, Deserialize)]

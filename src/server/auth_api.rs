@@ -16,7 +16,7 @@ use crate::auth::{AuthError, LoginOutcome, NewTokens, ReauthProof};
 use crate::protocol::{
     CodeBody, Credentials, EmailAddressBody, MailTokenBody, MfaLogin, MfaRequired, Paged, PasskeyLoginFinish,
     PasskeyRegistrationFinish, PasskeyRename, PasskeySignUp, PasswordChange, PasswordResetConfirm, Reauth, Registration,
-    TokenResponse,
+    SecondFactorStatus, TokenResponse,
 };
 
 pub fn routes() -> Router<AppState> {
@@ -25,7 +25,7 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/login", post(login))
         .route("/auth/login/mfa", post(login_second_step))
         .route("/auth/reauth", post(reauth))
-        .route("/auth/mfa", get(second_factor))
+        .route(SecondFactorStatus::PATH, get(second_factor))
         .route("/auth/mfa/totp", post(begin_totp).delete(remove_totp))
         .route("/auth/mfa/totp/confirm", post(confirm_totp))
         .route("/auth/mfa/recovery-codes", post(regenerate_recovery_codes))

@@ -14,7 +14,7 @@ use wasm_bindgen_futures::JsFuture;
 
 use super::api::Api;
 use super::session::logged_in;
-use super::transport::{ok_or_refused, send_once, ClientError};
+use super::transport::{json_object, ok_or_refused, send_once, ClientError};
 use crate::app::auth_store::{AccessToken, AuthStore};
 use crate::protocol::{PasskeySignUp, PasskeyView, TokenResponse};
 
@@ -65,11 +65,19 @@ pub fn supported() -> bool {
         .is_some_and(|class| Reflect::has(&class, &"parseRequestOptionsFromJSON".into()).unwrap_or(false))
 }
 
-fn credentials() -> Result<web_sys::CredentialsContainer, PasskeyError> {
-    match web_sys::window() {
-        Some(window) if supported() => Ok(window.navigator().credentials()),
-        _ => Err(PasskeyError::Unsupported),
+fn ensure_supported() -> Result<(), PasskeyError> {
+    if supported() {
+        Ok(())
+    } else {
+        Err(PasskeyError::Unsupported)
     }
+}
+
+fn credentials() -> Result<web_sys::CredentialsContainer, PasskeyError> {
+    ensure_supported()?;
+    web_sys::window()
+        .map(|window| window.navigator().credentials())
+        .ok_or(PasskeyError::Unsupported)
 }
 
 /// Whether the browser offers passkeys in a username field's autofill.
@@ -83,16 +91,8 @@ pub async fn autofill_available() -> bool {
     }
 }
 
-/// A JSON object with these members, as text.
 fn json_body(members: &[(&str, &JsValue)]) -> Result<String, PasskeyError> {
-    let body = Object::new();
-    for (name, value) in members {
-        Reflect::set(&body, &(*name).into(), value).map_err(|_| PasskeyError::Refused(ClientError::Unavailable))?;
-    }
-    JSON::stringify(&body)
-        .ok()
-        .and_then(|text| text.as_string())
-        .ok_or(PasskeyError::Refused(ClientError::Unavailable))
+    json_object(members).ok_or(PasskeyError::Refused(ClientError::Unavailable))
 }
 
 fn parse_json(text: &str) -> Result<JsValue, PasskeyError> {
@@ -106,11 +106,14 @@ fn member(object: &JsValue, name: &str) -> Result<JsValue, PasskeyError> {
         .ok_or(PasskeyError::Refused(ClientError::Unavailable))
 }
 
-/// A POST without an access token, answered with JSON.
-async fn post_public(path: &str, body: &str) -> Result<JsValue, PasskeyError> {
+/// A POST without an access token: the answer's text.
+async fn post_public(path: &str, body: &str) -> Result<String, PasskeyError> {
     let response = ok_or_refused(send_once(Method::POST, path, Some(body), None).await?).await?;
-    let text = response.text().await.map_err(|_| ClientError::Unavailable)?;
-    parse_json(&text)
+    Ok(response.text().await.map_err(|_| ClientError::Unavailable)?)
+}
+
+fn token_response(text: &str) -> Result<TokenResponse, PasskeyError> {
+    Ok(serde_json::from_str(text).map_err(|_| ClientError::Unavailable)?)
 }
 
 /// The browser's answer to `options`, a ceremony's `{publicKey, mediation?}`
@@ -152,8 +155,8 @@ async fn ceremony(
 
 /// Begins a sign-in ceremony: its id, and the browser's answer to it.
 async fn assert(autofill: bool, signal: Option<&web_sys::AbortSignal>) -> Result<(JsValue, JsValue), PasskeyError> {
-    credentials()?;
-    let started = post_public("/auth/passkeys/login/start", "{}").await?;
+    ensure_supported()?;
+    let started = parse_json(&post_public("/auth/passkeys/login/start", "{}").await?)?;
     let options = member(&started, "options")?;
     // The server asks for conditional mediation; the button wants the dialog.
     let mediation = autofill.then(|| Reflect::get(&options, &"mediation".into()).ok()).flatten();
@@ -167,17 +170,12 @@ async fn assert(autofill: bool, signal: Option<&web_sys::AbortSignal>) -> Result
 pub async fn sign_in(store: AuthStore, autofill: bool, abort: Option<web_sys::AbortSignal>) -> Result<(), PasskeyError> {
     let (ceremony, credential) = assert(autofill, abort.as_ref()).await?;
     let body = json_body(&[("ceremony", &ceremony), ("credential", &credential)])?;
-    let tokens: TokenResponse = finish_public("/auth/passkeys/login/finish", &body).await?;
+    let tokens = token_response(&post_public("/auth/passkeys/login/finish", &body).await?)?;
     let username = AccessToken::parse(&tokens.access_token)
         .map(|token| token.claims.preferred_username)
         .unwrap_or_default();
     logged_in(store, &tokens.access_token, username);
     Ok(())
-}
-
-async fn finish_public(path: &str, body: &str) -> Result<TokenResponse, PasskeyError> {
-    let response = ok_or_refused(send_once(Method::POST, path, Some(body), None).await?).await?;
-    Ok(response.json().await.map_err(|_| ClientError::Unavailable)?)
 }
 
 /// Confirms it is the user, with one of their passkeys, for the re-auth
@@ -192,23 +190,23 @@ pub async fn reauth(store: AuthStore) -> Result<(), PasskeyError> {
 /// `username` (and, if given, an address to verify) is made with the passkey
 /// the browser's dialog makes. On success the store holds the token.
 pub async fn sign_up(store: AuthStore, username: String, email: Option<String>) -> Result<(), PasskeyError> {
-    credentials()?;
+    ensure_supported()?;
     let body = serde_json::to_string(&PasskeySignUp {
         username: username.clone(),
         email,
     })
     .map_err(|_| ClientError::Unavailable)?;
-    let started = post_public("/auth/passkeys/register/start", &body).await?;
+    let started = parse_json(&post_public("/auth/passkeys/register/start", &body).await?)?;
     let credential = ceremony(&member(&started, "options")?, true, None, None).await?;
     let body = json_body(&[("credential", &credential), ("ceremony", &member(&started, "ceremony")?)])?;
-    let tokens = finish_public("/auth/passkeys/register/finish", &body).await?;
+    let tokens = token_response(&post_public("/auth/passkeys/register/finish", &body).await?)?;
     logged_in(store, &tokens.access_token, username);
     Ok(())
 }
 
 /// Adds a passkey to the signed-in account through the browser's dialog.
 pub async fn add(store: AuthStore, name: Option<String>) -> Result<PasskeyView, PasskeyError> {
-    credentials()?;
+    ensure_supported()?;
     let api = Api::new(store);
     let options = parse_json(&api.post_text("/auth/passkeys/register/start", "{}").await?)?;
     let credential = ceremony(&options, true, None, None).await?;

@@ -7,7 +7,9 @@ use std::cell::RefCell;
 use futures::channel::oneshot;
 use gloo_net::http::Method;
 
-use super::transport::{ok_or_refused, send_once, ClientError};
+use wasm_bindgen::JsValue;
+
+use super::transport::{json_object, ok_or_refused, send_once, ClientError};
 use crate::app::auth_store::AuthStore;
 use crate::protocol::TokenResponse;
 
@@ -23,6 +25,14 @@ pub async fn confirmed(store: AuthStore) -> bool {
     WAITING.with(|waiting| waiting.borrow_mut().push(sender));
     store.set_reauth_asked(true);
     receiver.await.unwrap_or(false)
+}
+
+/// Sends what the person typed in the dialog: the password, or, with
+/// `is_code`, a code from the app or a recovery code.
+pub async fn submit_typed(store: AuthStore, typed: &str, is_code: bool) -> Result<(), ClientError> {
+    let member = if is_code { "code" } else { "password" };
+    let proof = json_object(&[(member, &JsValue::from_str(typed))]).ok_or(ClientError::Unavailable)?;
+    submit(store, &proof).await
 }
 
 /// Sends the proof (a `Reauth` body: the password, a code, or a passkey's

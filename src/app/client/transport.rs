@@ -2,6 +2,8 @@
 //! token, no refresh and no retry. Everything above it builds on this.
 
 use gloo_net::http::{Method, RequestBuilder, Response};
+use js_sys::{Object, Reflect, JSON};
+use wasm_bindgen::JsValue;
 use web_sys::{AbortSignal, RequestCredentials};
 
 use crate::app::auth_store::AccessToken;
@@ -87,6 +89,16 @@ pub(super) async fn ok_or_refused(response: Response) -> Result<Response, Client
     } else {
         Err(ClientError::from_response(response).await)
     }
+}
+
+/// A JSON object with these members, as text, written by the browser's
+/// `JSON.stringify`: a request body without serde's code for its type.
+pub(super) fn json_object(members: &[(&str, &JsValue)]) -> Option<String> {
+    let object = Object::new();
+    for (name, value) in members {
+        Reflect::set(&object, &(*name).into(), value).ok()?;
+    }
+    JSON::stringify(&object).ok()?.as_string()
 }
 
 /// Reads and drops an answer's body. A body left unread keeps its connection

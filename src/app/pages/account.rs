@@ -308,7 +308,7 @@ fn TwoStepSection() -> impl IntoView {
     use crate::app::data::preloaded_data;
     use crate::protocol::SecondFactorStatus;
 
-    let status = preloaded_data::<SecondFactorStatus>("/auth/mfa");
+    let status = preloaded_data::<SecondFactorStatus>(SecondFactorStatus::PATH);
     let summary = move || match status.get() {
         Some(Ok(SecondFactorStatus { totp: true, recovery_codes_left, .. })) => {
             format!("On: signing in asks for a code from your authenticator app. Recovery codes left: {recovery_codes_left}.")

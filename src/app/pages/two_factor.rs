@@ -34,7 +34,7 @@ pub async fn preload(
 #[component]
 pub fn TwoFactorPage() -> impl IntoView {
     let store = AuthStore::from_context();
-    let status = preloaded_data::<SecondFactorStatus>("/auth/mfa");
+    let status = preloaded_data::<SecondFactorStatus>(SecondFactorStatus::PATH);
     // Shown once, after a confirmation or a renewal.
     let codes = RwSignal::new(None::<Vec<String>>);
     let code = RwSignal::new(String::new());
@@ -42,7 +42,7 @@ pub fn TwoFactorPage() -> impl IntoView {
     let pending = RwSignal::new(false);
 
     #[cfg(feature = "hydrate")]
-    let load = move || crate::app::data::fetch_into(store, status, "/auth/mfa");
+    let load = move || crate::app::data::fetch_into(store, status, SecondFactorStatus::PATH);
 
     /// Runs `call` instead of posting the form, unless another call is under
     /// way, and shows its refusal.
