@@ -84,8 +84,9 @@ export function serverEnv(listen: number, databaseUrl: string): Record<string, s
     LEPTOS_SITE_ADDR: `127.0.0.1:${listen}`,
     DATABASE_URL: databaseUrl,
     RUST_LOG: "warn",
-    // The bundle's file names: a binary finds them beside itself only
-    // where cargo-leptos built it.
+    // The bundle's name and file names: a binary knows them by itself only
+    // where cargo-leptos built it (the tests' server is built by cargo test).
+    LEPTOS_OUTPUT_NAME: "gatehouse",
     LEPTOS_HASH_FILES: "true",
     LEPTOS_HASH_FILE_NAME: hashFile,
     // Many accounts and logins from one address, by design.
