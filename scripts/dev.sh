@@ -69,7 +69,7 @@ WASM_ENV=()
 if [ "$MODE" = debian ]; then
   # Debian's compiler builds the WASM and nothing else. The build tools, the
   # tests and the server are built by rustup's, which is built with PGO and
-  # compiles about twice as fast on these machines (cargo-leptos: 3m46s against
+  # compiles about twice as fast on these machines (cargo-leptos: 3m03s against
   # 8m15s). Proc-macros do not load across compilers, so a command that builds
   # both halves runs cargo-leptos twice, once per half.
   WASM_ENV=(PATH="$ROOT/end2end/node_modules/.bin:/usr/bin:$PATH" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
